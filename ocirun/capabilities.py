@@ -1,0 +1,121 @@
+"""Capabilities: bounding, effective, permitted, inheritable (python-prctl) and ambient (prctl PR_CAP_AMBIENT).
+
+We call python-prctl's C extension `_prctl` directly: its Python wrapper `prctl` builds objects for every
+capability at import (~6 ms here), while `_prctl.set_caps`/`_prctl.prctl` are what it ends up calling anyway.
+"""
+import os
+
+from . import syscalls as S
+from .errors import OciError
+
+# Capability numbers are kernel ABI (linux/capability.h).
+NAMES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+)
+NUMBER = {n: i for i, n in enumerate(NAMES)}
+SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
+
+
+def last_cap():
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return len(NAMES) - 1
+
+
+class Resolved:
+    """Capability sets as numbers; None = set not given (cleared, as runc does)."""
+
+    __slots__ = SETS + ("warnings",)
+
+
+def resolve(caps, kernel_last=None):
+    """Names -> numbers. Unknown names are an error naming the entry; names the kernel lacks are warned about."""
+    kernel_last = last_cap() if kernel_last is None else kernel_last
+    r = Resolved()
+    r.warnings = []
+    for s in SETS:
+        names = getattr(caps, s) if caps is not None else None
+        if names is None:
+            setattr(r, s, None)
+            continue
+        nums = []
+        for i, n in enumerate(names):
+            key = n.upper() if isinstance(n, str) else n
+            if isinstance(key, str) and not key.startswith("CAP_"):
+                key = "CAP_" + key
+            num = NUMBER.get(key)
+            if num is None:
+                raise OciError(f"process.capabilities.{s}[{i}]: unknown capability {n!r}")
+            if num > kernel_last:
+                r.warnings.append(f"process.capabilities.{s}: {n} is not supported by the running kernel; ignored")
+                continue
+            nums.append(num)
+        setattr(r, s, nums)
+    return r
+
+
+def drop_bounding(r, kernel_last=None):
+    """Drop every capability not in the bounding set (needs CAP_SETPCAP: call before switching user)."""
+    keep = set(r.bounding or ())
+    import _prctl
+
+    for cap in range(0, (last_cap() if kernel_last is None else kernel_last) + 1):
+        if cap not in keep:
+            try:
+                _prctl.prctl(_prctl.PR_CAPBSET_DROP, cap)
+            except OSError as e:
+                raise OciError(f"process.capabilities.bounding: cannot drop {_name(cap)}: {e.strerror}") from None
+
+
+def apply_sets(r, sys=S.SYS, kernel_last=None):
+    """Set effective/permitted/inheritable exactly, then ambient. Call after the user switch (with keepcaps)."""
+    import _prctl
+
+    top = (last_cap() if kernel_last is None else kernel_last) + 1
+    every = range(top)
+    eff = set(r.effective or ())
+    perm = set(r.permitted or ())
+    inh = set(r.inheritable or ())
+    try:
+        _prctl.set_caps(list(eff), list(perm), list(inh),
+                        [c for c in every if c not in eff], [c for c in every if c not in perm],
+                        [c for c in every if c not in inh])
+    except OSError as e:
+        raise OciError(f"process.capabilities: cannot set capabilities: {e.strerror}") from None
+    try:
+        sys.ambient_clear()
+    except OSError:
+        pass
+    for cap in r.ambient or ():
+        try:
+            sys.ambient_raise(cap)
+        except OSError as e:
+            raise OciError(f"process.capabilities.ambient: cannot raise {_name(cap)}: {os.strerror(e.errno)} "
+                           f"(an ambient capability must also be permitted and inheritable)") from None
+
+
+def _name(cap):
+    return NAMES[cap] if cap < len(NAMES) else f"capability {cap}"
+
+
+def current(pid="self"):
+    """Capability masks from /proc/PID/status: {'CapInh': int, 'CapPrm': ..., 'CapEff', 'CapBnd', 'CapAmb'}."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Cap"):
+                k, v = line.split(":")
+                out[k] = int(v, 16)
+    return out
+
+
+def mask_to_names(mask):
+    return [n for i, n in enumerate(NAMES) if mask >> i & 1]

@@ -1,0 +1,43 @@
+from . import need_args, root_of
+from ..container import Container
+from ..errors import UsageError
+
+USAGE = "[command options] <container-id> [signal]"
+FLAGS = {"all": "bool", "a": "all", "help": "bool", "h": "help"}
+
+SIGNALS = {
+    "HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "IOT": 6, "BUS": 7, "FPE": 8, "KILL": 9,
+    "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15, "STKFLT": 16, "CHLD": 17, "CLD": 17,
+    "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21, "TTOU": 22, "URG": 23, "XCPU": 24, "XFSZ": 25,
+    "VTALRM": 26, "PROF": 27, "WINCH": 28, "IO": 29, "POLL": 29, "PWR": 30, "SYS": 31,
+}
+
+
+def parse_signal(s):
+    if s.isdigit():
+        n = int(s)
+        if 1 <= n <= 64:
+            return n
+        raise UsageError(f"invalid signal {s!r}: out of range 1..64")
+    name = s.upper()
+    if name.startswith("SIG"):
+        name = name[3:]
+    if name.startswith("RTMIN") or name.startswith("RTMAX"):
+        base, off = (34, 1) if name.startswith("RTMIN") else (64, -1)
+        rest = name[5:]
+        try:
+            n = base + (off * int(rest.lstrip("+-")) if rest else 0)
+        except ValueError:
+            n = 0
+        if 34 <= n <= 64:
+            return n
+    if name in SIGNALS:
+        return SIGNALS[name]
+    raise UsageError(f"unknown signal {s!r}")
+
+
+def run(g, fl, args):
+    need_args(args, 1, "kill", USAGE, at_most=2)
+    sig = parse_signal(args[1]) if len(args) > 1 else 15
+    Container(args[0], root_of(g)).kill(sig, all=bool(fl.all))
+    return 0

@@ -1,0 +1,758 @@
+"""`ocirun.Container`: the lifecycle (runtime.md) over the state store, with fork-based stages and no re-exec.
+
+create:  parent ──fork──> stage 1 (joins/creates namespaces; new user ns mapped by the parent)
+                            └─fork─> init (pid 1 of a new pid ns): rootfs, pivot_root, process set-up,
+                                      reports `ready`, then waits for `start` on --root/ID/start.sock
+start:   connects to start.sock; the init runs startContainer hooks, drops privileges and execs;
+         `start` sees the connection close at exec (CLOEXEC) or gets the error that stopped it.
+Parent and stages talk over a SOCK_SEQPACKET socketpair (protocol.Channel).
+"""
+import os
+
+from . import config as C
+from . import namespaces, protocol, rootfs, state as St
+from . import syscalls as S
+from .errors import NotFoundError, OciError, StateError
+
+SIGKILL = 9
+SIGTERM = 15
+
+
+class Options:
+    """create/run flags (runc's)."""
+
+    def __init__(self, root=None, pid_file=None, console_socket=None, no_pivot=False, no_new_keyring=False,
+                 preserve_fds=0, systemd_cgroup=False, detach=True, keep=False):
+        self.root = root
+        self.pid_file = pid_file
+        self.console_socket = console_socket
+        self.no_pivot = no_pivot
+        self.no_new_keyring = no_new_keyring
+        self.preserve_fds = preserve_fds
+        self.systemd_cgroup = systemd_cgroup
+        self.detach = detach
+        self.keep = keep
+
+
+class Container:
+    def __init__(self, cid, root=None):
+        self.id = cid
+        self.store = St.Store(root)
+
+    # ----------------------------------------------------------------------------------------------- queries
+    def _record(self):
+        st = self.store.read(self.id)
+        return st
+
+    def status(self):
+        return St.status_of(self.store, self.id, self._record())
+
+    def state(self):
+        """The spec state of this container (runc's extra fields included: rootfs, created, owner)."""
+        St.validate_id(self.id)
+        st = self._record()
+        if st is None:
+            if os.path.isdir(self.store.dir(self.id)):
+                return {"ociVersion": St.SPEC_VERSION, "id": self.id, "pid": 0, "status": "stopped",
+                        "bundle": "", "rootfs": "", "created": "", "owner": "", "annotations": {}}
+            raise NotFoundError(f"container does not exist: {self.id}")
+        status = St.status_of(self.store, self.id, st)
+        out = St.spec_state(st, status)
+        out["pid"] = st.get("pid", 0) if status != "stopped" else 0
+        out["rootfs"] = st.get("rootfs", "")
+        out["created"] = st.get("created", "")
+        out["owner"] = ""
+        return out
+
+    @classmethod
+    def list(cls, root=None):
+        store = St.Store(root)
+        out = []
+        for cid in store.ids():
+            try:
+                out.append(cls(cid, root).state())
+            except OciError as e:
+                out.append({"ociVersion": St.SPEC_VERSION, "id": cid, "pid": 0, "status": "unknown",
+                            "bundle": "", "rootfs": "", "created": "", "owner": "", "error": str(e)})
+        return out
+
+    # ----------------------------------------------------------------------------------------------- create
+    @classmethod
+    def create(cls, cid, bundle, opts=None, log=None):
+        opts = opts or Options()
+        c = cls(cid, opts.root)
+        _Creator(c, bundle, opts, log).run(start=False)
+        return c
+
+    @classmethod
+    def run(cls, cid, bundle, opts=None, log=None):
+        """create + start. Detached: returns 0 once started. Foreground: waits and returns the exit status."""
+        opts = opts or Options()
+        c = cls(cid, opts.root)
+        return _Creator(c, bundle, opts, log).run(start=True)
+
+    # ----------------------------------------------------------------------------------------------- start
+    def start(self):
+        lock = self.store.open(self.id)
+        try:
+            st = self._record()
+            status = St.status_of(self.store, self.id, st)
+            if status != "created":
+                raise StateError(f"cannot start a container that is {status}: {self.id}"
+                                 if status != "running" else f"cannot start an already running container: {self.id}")
+            sock = os.path.join(self.store.dir(self.id), St.START_SOCK)
+            try:
+                fd = protocol.connect_unix(sock)
+            except OSError as e:
+                raise StateError(f"cannot start {self.id}: its init is not listening ({e.strerror})") from None
+            chan = protocol.Channel(fd)
+            try:
+                _send_start_and_wait(chan, self.id)
+            finally:
+                chan.close()
+                try:
+                    os.unlink(sock)
+                except FileNotFoundError:
+                    pass
+            st["status"] = "running"
+            self.store.write(self.id, st)
+            _poststart(st, self.store, self.id)
+        finally:
+            lock.release()
+
+    # ----------------------------------------------------------------------------------------------- kill
+    def kill(self, sig=SIGTERM, all=False):
+        lock = self.store.open(self.id)
+        try:
+            st = self._record()
+            status = St.status_of(self.store, self.id, st)
+            if status not in ("created", "running", "paused"):
+                raise StateError(f"container {self.id} is not running (status {status})")
+            if all:
+                mgr = _cgroup_from(st)
+                if mgr is not None:
+                    mgr.signal_all(sig)
+                    return
+            try:
+                os.kill(st["pid"], sig)
+            except ProcessLookupError:
+                raise StateError(f"container {self.id} is not running") from None
+        finally:
+            lock.release()
+
+    # ----------------------------------------------------------------------------------------------- delete
+    def delete(self, force=False):
+        lock = self.store.open(self.id)
+        try:
+            try:
+                st = self._record()
+            except StateError:
+                if not force:
+                    raise
+                st = None
+            status = St.status_of(self.store, self.id, st) if st is not None else "stopped"
+            if status not in ("stopped", "created") and not force:
+                raise StateError(f"cannot delete container {self.id} that is not stopped: {status}")
+            _destroy(self.store, self.id, st, status)
+        finally:
+            lock.release()
+
+
+def _cgroup_from(st):
+    d = (st or {}).get("cgroup")
+    if not d:
+        return None
+    from . import cgroups
+
+    return cgroups.manager_from_dict(d)
+
+
+def _kill_wait(pid, start_time, timeout=5.0):
+    """SIGKILL a process that is not our child and wait until it is gone (or a zombie)."""
+    import time
+
+    try:
+        os.kill(pid, SIGKILL)
+    except ProcessLookupError:
+        return
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        t = St.proc_start_time(pid)
+        if t is None or (start_time is not None and t != start_time):
+            return
+        time.sleep(0.002)
+
+
+def _destroy(store, cid, st, status):
+    """Remove everything the container owns: its processes, cgroups, state; then poststop hooks."""
+    errors = []
+    if st is not None:
+        pid = st.get("pid") or 0
+        if pid > 0 and status != "stopped":
+            _kill_wait(pid, st.get("init_start_time"))
+        try:
+            mgr = _cgroup_from(st)
+            if mgr is not None:
+                mgr.destroy()
+        except Exception as e:  # keep going: the state must still go
+            errors.append(f"cgroup: {e}")
+    poststop = None
+    if st is not None and st.get("config", {}).get("hooks", {}).get("poststop"):
+        poststop = st
+    store.remove(cid)
+    if poststop is not None:
+        from . import hooks
+
+        cfg = C.parse(poststop["config"])
+        try:
+            hooks.run_hooks("poststop", cfg.hooks.poststop, _hook_state(poststop, "stopped"))
+        except OciError as e:
+            _warn(str(e))
+    if errors:
+        raise OciError(f"container {cid} deleted, but: " + "; ".join(errors))
+
+
+def _warn(msg):
+    from . import log
+
+    log.warning(msg)
+
+
+def _hook_state(st, status):
+    return {"ociVersion": St.SPEC_VERSION, "id": st["id"], "status": status, "pid": st.get("pid", 0),
+            "bundle": st.get("bundle", ""), "annotations": st.get("annotations") or {}}
+
+
+def _poststart(st, store, cid):
+    cfgd = st.get("config") or {}
+    if (cfgd.get("hooks") or {}).get("poststart"):
+        from . import hooks
+
+        cfg = C.parse(cfgd)
+        try:
+            hooks.run_hooks("poststart", cfg.hooks.poststart, _hook_state(st, "running"))
+        except OciError as e:
+            _warn(str(e))
+
+
+def _send_start_and_wait(chan, cid):
+    chan.send("start")
+    while True:
+        m = chan.recv()
+        if m is None:
+            return  # the connection closed at exec: started
+        if m.get("t") == "error":
+            raise OciError(f"cannot start container {cid}: {m.get('msg')}")
+
+
+# ------------------------------------------------------------------------------------------------- parent side
+class _Creator:
+    def __init__(self, container, bundle, opts, log):
+        self.c = container
+        self.store = container.store
+        self.bundle = os.path.abspath(bundle or ".")
+        self.opts = opts
+        self.log = log
+        self.init_pid = None
+        self.init_start = None
+        self.stage1 = None
+        self.mgr = None
+        self.lock = None
+        self.console_fd = None
+
+    def load(self):
+        cid = self.c.id
+        St.validate_id(cid)
+        cfg = C.load(os.path.join(self.bundle, "config.json"))
+        if cfg.process is None:
+            raise OciError("config.json: /process: a process is required to create a container")
+        if cfg.root is None:
+            raise OciError("config.json: /root: a root filesystem is required on Linux")
+        rootfs_path = cfg.root.path
+        if not os.path.isabs(rootfs_path):
+            rootfs_path = os.path.join(self.bundle, rootfs_path)
+        rootfs_path = os.path.realpath(rootfs_path)
+        if not os.path.isdir(rootfs_path):
+            raise OciError(f"config.json: /root/path: rootfs {rootfs_path} does not exist or is not a directory")
+        self.rootfs = rootfs_path
+        self.cfg = cfg
+        lin = cfg.linux or C.Linux()
+        self.plan = namespaces.Plan(lin)
+        present = {n.type for n in lin.namespaces}
+        if cfg.hostname and "uts" not in present:
+            raise OciError("config.json: /hostname: setting the hostname needs a uts namespace")
+        if cfg.domainname and "uts" not in present:
+            raise OciError("config.json: /domainname: setting the domainname needs a uts namespace")
+        if "mount" not in present:
+            raise OciError("config.json: /linux/namespaces: ocirun needs a mount namespace (none is listed)")
+        from . import capabilities, process
+
+        self.caps = capabilities.resolve(cfg.process.capabilities)
+        for w in self.caps.warnings:
+            _warn(w)
+        process.check_rlimits(cfg.process.rlimits)
+        if self.plan.in_user:
+            u = cfg.process.user
+            if self.plan.new_user and not namespaces.maps_contain(self.plan.uid_mappings, u.uid):
+                raise OciError(f"config.json: /process/user/uid: {u.uid} is not mapped in linux.uidMappings")
+            if self.plan.new_user and not namespaces.maps_contain(self.plan.gid_mappings, u.gid):
+                raise OciError(f"config.json: /process/user/gid: {u.gid} is not mapped in linux.gidMappings")
+        if cfg.process.terminal and not self.opts.console_socket and self.opts.detach:
+            raise OciError("cannot allocate tty if ocirun will detach without setting console socket")
+        if not cfg.process.terminal and self.opts.console_socket:
+            raise OciError("cannot use console socket if ocirun will not allocate tty")
+
+    def run(self, start):
+        self.load()
+        fg = start and not self.opts.detach
+        if self.opts.console_socket:
+            try:
+                self.console_fd = protocol.connect_unix(self.opts.console_socket)
+            except OSError as e:
+                raise OciError(f"--console-socket {self.opts.console_socket}: {e.strerror}") from None
+        self.lock = self.store.new(self.c.id)
+        try:
+            try:
+                self._create(start, fg)
+            except BaseException:
+                self._cleanup()
+                raise
+        finally:
+            self.lock.release()
+            if self.console_fd is not None:
+                os.close(self.console_fd)
+        if start and fg:
+            return self._wait_foreground()
+        return 0
+
+    def _record(self, status):
+        cfg = self.cfg
+        return {"id": self.c.id, "status": status, "pid": self.init_pid or 0, "init_start_time": self.init_start,
+                "bundle": self.bundle, "rootfs": self.rootfs, "created": self.created,
+                "annotations": cfg.annotations, "config": cfg.raw,
+                "cgroup": self.mgr.to_dict() if self.mgr is not None else None}
+
+    def _create(self, start, fg):
+        cfg = self.cfg
+        self.created = St.now_rfc3339()
+        lin = cfg.linux or C.Linux()
+        from . import cgroups
+
+        self.mgr = cgroups.new_manager(self.c.id, lin.cgroups_path, systemd=self.opts.systemd_cgroup)
+        self.store.write(self.c.id, self._record("creating"))
+        self.mgr.create()
+        self.mgr.apply(lin.resources)
+        if fg:
+            S.SYS.prctl(S.PR_SET_CHILD_SUBREAPER, 1)
+        pchan, cchan = protocol.Channel.pair()
+        self.chan = pchan
+        join_fds = self.plan.open_join_fds()
+        try:
+            pid = os.fork()
+            if pid == 0:  # ---- stage 1
+                pchan.close()
+                _child_main(self, cchan, join_fds, start)
+                os._exit(0)  # not reached
+        finally:
+            for _, _, fd in join_fds:
+                os.close(fd)
+        self.stage1 = pid
+        cchan.close()
+        self._converse(start)
+
+    def _converse(self, start):
+        chan = self.chan
+        while True:
+            try:
+                m = chan.recv()
+            except protocol.ProtocolError as e:
+                raise OciError(str(e)) from None
+            if m is None:
+                raise OciError(self._died_msg())
+            t = m.get("t")
+            if t == "userns":
+                namespaces.write_id_mappings(m["pid"], self.plan)
+                chan.send("mapped")
+            elif t == "pid":
+                self.init_pid = m["pid"]
+                self.init_start = St.proc_start_time(self.init_pid)
+            elif t == "hooks":
+                from . import hooks
+
+                st = _hook_state(self._record("creating"), "creating")
+                try:
+                    hooks.run_hooks("prestart", self.cfg.hooks.prestart, st)
+                    hooks.run_hooks("createRuntime", self.cfg.hooks.create_runtime, st)
+                except OciError as e:
+                    chan.send("abort")
+                    raise OciError(str(e)) from None
+                chan.send("go")
+            elif t == "ready":
+                break
+            elif t == "error":
+                raise OciError(m.get("msg", "container init failed"))
+            else:
+                raise OciError(f"internal error: unexpected message {t!r} from the container init")
+        if self.stage1 != self.init_pid:
+            _reap(self.stage1)
+        self.stage1 = None
+        self.store.write(self.c.id, self._record("created"))
+        if self.opts.pid_file:
+            _write_pid_file(self.opts.pid_file, self.init_pid)
+        if start:
+            _send_start_and_wait(chan, self.c.id)
+            if self.pty_master_pending():
+                pass
+            st = self._record("running")
+            self.store.write(self.c.id, st)
+            _poststart(st, self.store, self.c.id)
+        chan.close()
+
+    def pty_master_pending(self):
+        return False
+
+    def _died_msg(self):
+        if self.stage1:
+            pid, status = _reap(self.stage1, nohang=False)
+            self.stage1 = None
+            if status is not None and os.WIFSIGNALED(status):
+                return f"container init was killed by signal {os.WTERMSIG(status)} during create"
+        return "container init exited during create without reporting an error"
+
+    def _cleanup(self):
+        if self.init_pid:
+            _kill_wait(self.init_pid, self.init_start)
+        if self.stage1:
+            try:
+                os.kill(self.stage1, SIGKILL)
+            except ProcessLookupError:
+                pass
+            _reap(self.stage1)
+        if self.init_pid and not self.opts.detach:
+            _reap(self.init_pid)
+        if self.mgr is not None:
+            try:
+                self.mgr.destroy()
+            except Exception as e:
+                _warn(f"cleanup: cgroup: {e}")
+        self.store.remove(self.c.id)
+
+    def _wait_foreground(self):
+        """Foreground run: forward signals to the init, wait for it, delete the container, return its status."""
+        import _signal
+
+        pid = self.init_pid
+
+        def forward(sig, frame):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+        for sig in (1, 2, 3, 10, 12, 13, 14, 15, 18, 20, 21, 22, 23, 28):
+            try:
+                _signal.signal(sig, forward)
+            except (OSError, ValueError):
+                pass
+        status = None
+        while True:
+            try:
+                wpid, st = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            if wpid == pid:
+                status = st
+                break
+        if status is None:
+            code = 255
+        elif os.WIFSIGNALED(status):
+            code = 128 + os.WTERMSIG(status)
+        else:
+            code = os.WEXITSTATUS(status)
+        if not self.opts.keep:
+            lock = self.store.open(self.c.id)
+            try:
+                _destroy(self.store, self.c.id, self.store.read(self.c.id), "stopped")
+            finally:
+                lock.release()
+        return code
+
+
+def _reap(pid, nohang=False):
+    try:
+        return os.waitpid(pid, os.WNOHANG if nohang else 0)
+    except ChildProcessError:
+        return pid, None
+
+
+def _write_pid_file(path, pid):
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path))
+    try:
+        with open(tmp, "w") as f:
+            f.write(str(pid))
+        os.rename(tmp, path)
+    except OSError as e:
+        raise OciError(f"--pid-file {path}: {e.strerror}") from None
+
+
+# ------------------------------------------------------------------------------------------------- child side
+def _child_main(cr, chan, join_fds, start):
+    """Stage 1, then (after the second fork, if any) the init. Never returns."""
+    try:
+        init_pid = _stage1(cr, chan, join_fds)
+        if init_pid:
+            chan.send("pid", pid=init_pid)
+            os._exit(0)
+        _init(cr, chan, start)
+    except BaseException as e:
+        msg = str(e) if isinstance(e, OciError) else _internal(e)
+        try:
+            chan.send("error", msg=msg)
+        except OSError:
+            pass
+        os._exit(1)
+    os._exit(1)
+
+
+def _internal(e):
+    if isinstance(e, OSError) and e.strerror:
+        where = f" {e.filename}" if e.filename else ""
+        return f"{type(e).__name__}:{where} {e.strerror}"
+    return f"internal error: {type(e).__name__}: {e}"
+
+
+def _stage1(cr, chan, join_fds):
+    sys = S.SYS
+    if cr.mgr is not None:
+        cr.mgr.add_pid(os.getpid())
+    os.umask(0)
+    namespaces.join(join_fds)
+    plan = cr.plan
+    if plan.new_user:
+        sys.unshare(S.CLONE_NEWUSER)
+        chan.send("userns", pid=os.getpid())
+        chan.expect("mapped")
+        try:
+            sys.setresgid(0, 0, 0)
+            sys.setresuid(0, 0, 0)
+        except OSError:
+            pass
+    sys.prctl(S.PR_SET_DUMPABLE, 0)
+    flags = plan.unshare_flags()
+    if flags:
+        try:
+            sys.unshare(flags)
+        except OSError as e:
+            raise OciError(f"linux.namespaces: unshare: {os.strerror(e.errno)}") from None
+    if "time" in plan.new:
+        namespaces.write_time_offsets(plan.time_offsets)
+    if plan.needs_fork():
+        pid = os.fork()
+        if pid:
+            return pid
+    else:
+        chan.send("pid", pid=os.getpid())
+    return 0
+
+
+_CATCH = (1, 2, 3, 10, 12, 14, 15)
+
+
+def _die_on_signal(sig, frame):
+    os._exit(128 + sig)
+
+
+def _init(cr, chan, start):
+    """The container's init until exec: everything config.json asks for, in runc's order."""
+    import _signal
+
+    sys = S.SYS
+    cfg = cr.cfg
+    proc = cfg.process
+    lin = cfg.linux or C.Linux()
+    os.setsid()
+    # As pid 1 of a pid namespace, a signal from outside reaches us only if we handle it.
+    for sig in _CATCH:
+        _signal.signal(sig, _die_on_signal)
+    if cfg.hostname is not None and "uts" in {n.type for n in lin.namespaces}:
+        sys.sethostname(cfg.hostname)
+    if cfg.domainname is not None:
+        sys.setdomainname(cfg.domainname)
+    from . import devices, process
+
+    process.set_oom_score_adj(proc.oom_score_adj)
+    rootfs.prepare_root(sys, cr.rootfs, lin.rootfs_propagation)
+    root = rootfs.Root(cr.rootfs, sys)
+    ctx = rootfs.MountContext(cr.bundle, _cgroup_plan(cr.mgr), in_userns=cr.plan.in_user,
+                              new_netns="network" in cr.plan.new, mount_label=lin.mount_label)
+    for i, m in enumerate(cfg.mounts):
+        rootfs.mount_one(root, m, i, ctx)
+    if devices.needs_dev_setup(cfg.mounts):
+        devices.create_devices(root, lin.devices, cr.plan.in_user)
+        devices.create_symlinks(root)
+    elif lin.devices:
+        devices.create_devices(root, lin.devices, cr.plan.in_user, default=False)
+    cwd_fd = root.mkdir_all(proc.cwd or "/")
+    os.close(cwd_fd)
+    root.close()
+    h = cfg.hooks
+    if h.prestart or h.create_runtime:
+        chan.send("hooks")
+        m = chan.recv()
+        if not m or m.get("t") != "go":
+            os._exit(1)
+    if h.create_container:
+        from . import hooks
+
+        hooks.run_hooks("createContainer", h.create_container, _hook_state(cr._record("creating"), "creating"))
+    _preload(cfg)
+    listen_fd = None
+    if not start:
+        listen_fd = protocol.listen_unix(os.path.join(cr.store.dir(cr.c.id), St.START_SOCK))
+    rootfs.pivot(sys, cr.rootfs, cr.opts.no_pivot)
+    croot = rootfs.Root("/", sys)
+    if lin.masked_paths:
+        rootfs.mask_paths(croot, lin.masked_paths)
+    if lin.readonly_paths:
+        rootfs.readonly_paths(croot, lin.readonly_paths)
+    croot.close()
+    if lin.sysctl:
+        _sysctls(lin)
+    if proc.terminal:
+        from . import terminal
+
+        master, slave, spath = terminal.open_pty(proc.console_size)
+        terminal.bind_console(sys, spath)
+        if cr.console_fd is not None:
+            protocol.send_fd_over(cr.console_fd, master, spath.encode())
+            os.close(cr.console_fd)
+        else:
+            chan.send_fd(master, "pty")
+        os.close(master)
+        terminal.make_controlling(slave)
+    if cfg.root.readonly:
+        rootfs.remount_root_readonly(sys)
+    process.set_rlimits(proc.rlimits)
+    env = process.build_env(proc)
+    path = process.find_executable(proc.args[0], env, proc.cwd or "/")
+    # ---- created: wait for start
+    chan.send("ready")
+    if listen_fd is not None:
+        chan.close()
+        cfd = protocol.accept(listen_fd)
+        os.close(listen_fd)
+        chan = protocol.Channel(cfd)
+    m = chan.recv()
+    if not m or m.get("t") != "start":
+        os._exit(1)
+    if h.start_container:
+        from . import hooks
+
+        hooks.run_hooks("startContainer", h.start_container, _hook_state(cr._record("created"), "created"))
+    if not cr.opts.no_new_keyring:
+        try:
+            sys.join_session_keyring(cr.c.id)
+        except OSError as e:
+            if e.errno not in (38, 1, 13, 122):  # ENOSYS, EPERM, EACCES, EDQUOT: as runc, not fatal
+                raise OciError(f"cannot join a new session keyring: {os.strerror(e.errno)}") from None
+    if lin.personality:
+        _personality(sys, lin.personality)
+    if proc.no_new_privileges:
+        sys.prctl(S.PR_SET_NO_NEW_PRIVS, 1)
+    process.switch_user(proc.user, cr.caps, sys, setgroups_allowed=_setgroups_allowed(cr.plan))
+    os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
+    try:
+        os.chdir(proc.cwd or "/")
+    except OSError as e:
+        raise OciError(f"process.cwd {proc.cwd}: {e.strerror}") from None
+    # Signals back to defaults (Python ignores SIGPIPE/SIGXFSZ; ignored dispositions survive exec).
+    for sig in range(1, 65):
+        if sig in (9, 19, 32, 33):
+            continue
+        try:
+            _signal.signal(sig, _signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    process.exec_process(path, proc.args, env, cr.opts.preserve_fds, sys)
+
+
+def _preload(cfg):
+    """Import, before pivot_root, everything the init uses after it: the host's Python is not in the rootfs."""
+    import resource  # noqa: F401  (process.set_rlimits)
+    import _prctl  # noqa: F401  (capabilities)
+    import fcntl  # noqa: F401
+
+    if cfg.process.terminal:
+        import termios  # noqa: F401
+        from . import terminal  # noqa: F401
+    if cfg.hooks.start_container:
+        import select  # noqa: F401
+        import time  # noqa: F401
+        from . import hooks  # noqa: F401
+    if (cfg.linux and cfg.linux.seccomp) is not None:
+        pass  # the seccomp module preloads libseccomp itself (process-security issue)
+
+
+def _setgroups_allowed(plan):
+    if not plan.in_user:
+        return True
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() == "allow"
+    except OSError:
+        return True
+
+
+_SYSCTL_NS = {"ipc": ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                      "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"),
+              "uts": ("kernel.hostname", "kernel.domainname")}
+
+
+def sysctl_namespace(key):
+    if key in _SYSCTL_NS["ipc"] or key.startswith("fs.mqueue."):
+        return "ipc"
+    if key in _SYSCTL_NS["uts"]:
+        return "uts"
+    if key.startswith("net."):
+        return "network"
+    return None
+
+
+def _sysctls(lin):
+    owned = {n.type for n in lin.namespaces}
+    for key, value in lin.sysctl.items():
+        ns = sysctl_namespace(key)
+        if ns is None or ns not in owned:
+            raise OciError(f"linux.sysctl: {key!r} is not in a separate kernel namespace the container owns")
+        path = "/proc/sys/" + key.replace(".", "/")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError as e:
+            raise OciError(f"linux.sysctl: {key}: {e.strerror}") from None
+        try:
+            os.write(fd, str(value).encode())
+        except OSError as e:
+            raise OciError(f"linux.sysctl: {key}={value}: {e.strerror}") from None
+        finally:
+            os.close(fd)
+
+
+def _personality(sys, p):
+    dom = p.get("domain")
+    val = {"LINUX": 0x0000, "LINUX32": 0x0008}.get(dom)
+    if val is None:
+        raise OciError(f"linux.personality.domain: unknown domain {dom!r}")
+    try:
+        sys.personality(val)
+    except OSError as e:
+        raise OciError(f"linux.personality: {os.strerror(e.errno)}") from None
+
+
+def _cgroup_plan(mgr):
+    if mgr is None:
+        return None
+    try:
+        return (mgr.version, mgr.mount_plan())
+    except Exception:
+        return None

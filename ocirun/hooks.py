@@ -1,0 +1,102 @@
+"""POSIX-platform hooks (config.md): each receives the container state JSON on stdin; `timeout` is honoured."""
+import os
+import time
+
+from . import jsonio
+from .errors import OciError
+
+
+class HookError(OciError):
+    pass
+
+
+def run_hooks(kind, hooks, state):
+    """Run every hook of one kind in order; the first failure raises HookError (callers decide fatal or warn)."""
+    if not hooks:
+        return
+    data = jsonio.dumps(state).encode()
+    for i, h in enumerate(hooks):
+        run_one(f"hooks.{kind}[{i}]", h, data)
+
+
+def run_one(where, hook, data):
+    args = list(hook.args) if hook.args else [hook.path]
+    env = {}
+    for e in hook.env or ():
+        k, _, v = e.partition("=")
+        env[k] = v
+    rin, win = os.pipe()
+    rout, wout = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.dup2(rin, 0)
+            os.dup2(wout, 1)
+            os.dup2(wout, 2)
+            os.closerange(3, 65536)
+            os.execve(hook.path, args, env)
+        except BaseException as e:
+            try:
+                os.write(2, f"exec {hook.path}: {getattr(e, 'strerror', e)}".encode())
+            finally:
+                os._exit(127)
+    os.close(rin)
+    os.close(wout)
+    try:
+        try:
+            os.write(win, data)
+        except BrokenPipeError:
+            pass
+    finally:
+        os.close(win)
+    out = b""
+    deadline = time.monotonic() + hook.timeout if hook.timeout else None
+    os.set_blocking(rout, False)
+    status = None
+    import select
+
+    try:
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                raise HookError(f"{where} {hook.path}: timed out after {hook.timeout}s")
+            r, _, _ = select.select([rout], [], [], 0.05 if left is None else min(left, 0.05))
+            if r:
+                chunk = os.read(rout, 65536)
+                if chunk:
+                    if len(out) < 65536:
+                        out += chunk
+                else:
+                    _, status = os.waitpid(pid, 0) if deadline is None else _wait_deadline(pid, deadline, where, hook)
+                    break
+            else:
+                wpid, st = os.waitpid(pid, os.WNOHANG)
+                if wpid:
+                    status = st
+                    break
+    finally:
+        os.close(rout)
+    if os.WIFSIGNALED(status):
+        raise HookError(f"{where} {hook.path}: killed by signal {os.WTERMSIG(status)}{_tail(out)}")
+    code = os.WEXITSTATUS(status)
+    if code != 0:
+        raise HookError(f"{where} {hook.path}: exit status {code}{_tail(out)}")
+
+
+def _wait_deadline(pid, deadline, where, hook):
+    while True:
+        wpid, st = os.waitpid(pid, os.WNOHANG)
+        if wpid:
+            return wpid, st
+        if time.monotonic() >= deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            raise HookError(f"{where} {hook.path}: timed out after {hook.timeout}s")
+        time.sleep(0.01)
+
+
+def _tail(out):
+    text = out.decode("utf-8", "replace").strip().replace("\n", " | ")
+    return f": {text[-300:]}" if text else ""

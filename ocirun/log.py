@@ -1,0 +1,76 @@
+"""runc-compatible logging: --log FILE, --log-format text|json ({"level","msg","time"} lines), --debug.
+
+Errors always also go to stderr as `ocirun: MESSAGE` (one line per problem)."""
+import os
+import sys
+import time
+
+_cfg = {"file": None, "format": "text", "debug": False}
+
+
+def configure(path=None, fmt="text", debug=False):
+    _cfg.update(file=path, format=fmt or "text", debug=debug)
+
+
+def _now():
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t)) + f".{int((t % 1) * 1e9):09d}" + _tz()
+
+
+def _tz():
+    off = -time.timezone if not time.localtime().tm_isdst else -time.altzone
+    if off == 0:
+        return "Z"
+    sign = "+" if off > 0 else "-"
+    off = abs(off)
+    return f"{sign}{off // 3600:02d}:{off % 3600 // 60:02d}"
+
+
+def _emit(level, msg):
+    path = _cfg["file"]
+    if not path:
+        return False
+    if _cfg["format"] == "json":
+        from . import jsonio
+
+        line = jsonio.dumps({"level": level, "msg": msg, "time": _now()})
+    else:
+        from . import jsonio
+
+        line = f'time="{_now()}" level={level} msg={jsonio.dumps(msg)}'
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+    except OSError:
+        return False
+    return True
+
+
+def error(msg):
+    for line in str(msg).splitlines() or [""]:
+        _emit("error", line)
+        try:
+            sys.stderr.write(f"ocirun: {line}\n")
+        except (OSError, ValueError):
+            pass
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def warning(msg):
+    if not _emit("warning", msg):
+        try:
+            sys.stderr.write(f"ocirun: warning: {msg}\n")
+        except (OSError, ValueError):
+            pass
+
+
+def debug(msg):
+    if _cfg["debug"]:
+        if not _emit("debug", msg):
+            sys.stderr.write(f"ocirun: debug: {msg}\n")

@@ -1,0 +1,114 @@
+"""Namespaces: new ones (unshare), joined ones (setns by path), user-namespace ID maps, time offsets."""
+import os
+
+from . import syscalls as S
+from .errors import OciError
+
+FLAGS = {
+    "pid": S.CLONE_NEWPID, "network": S.CLONE_NEWNET, "mount": S.CLONE_NEWNS, "ipc": S.CLONE_NEWIPC,
+    "uts": S.CLONE_NEWUTS, "user": S.CLONE_NEWUSER, "cgroup": S.CLONE_NEWCGROUP, "time": S.CLONE_NEWTIME,
+}
+# /proc/PID/ns/<name> for each spec type
+PROC_NAME = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts", "user": "user",
+             "cgroup": "cgroup", "time": "time"}
+# Join order (runc's): user first, mount last among the usual ones.
+JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "time", "cgroup", "mount")
+
+
+class Plan:
+    """What stage 1 does with namespaces, computed once from the typed config in the parent."""
+
+    def __init__(self, linux):
+        nss = linux.namespaces if linux else []
+        self.join = []  # (type, path) in JOIN_ORDER
+        self.new = set()
+        for ns in nss:
+            if ns.path:
+                self.join.append((ns.type, ns.path))
+            else:
+                self.new.add(ns.type)
+        self.join.sort(key=lambda tp: JOIN_ORDER.index(tp[0]))
+        self.uid_mappings = linux.uid_mappings if linux else []
+        self.gid_mappings = linux.gid_mappings if linux else []
+        self.time_offsets = linux.time_offsets if linux else {}
+
+    @property
+    def new_user(self):
+        return "user" in self.new
+
+    @property
+    def in_user(self):
+        return "user" in self.new or any(t == "user" for t, _ in self.join)
+
+    def needs_fork(self):
+        """A new or joined pid/time namespace only applies to children: then the init is a second fork."""
+        return bool(self.new & {"pid", "time"}) or any(t in ("pid", "time") for t, _ in self.join)
+
+    def unshare_flags(self):
+        f = 0
+        for t in self.new - {"user"}:
+            f |= FLAGS[t]
+        return f
+
+    def open_join_fds(self):
+        """Open every namespace path first, while still in the runtime's own mount namespace."""
+        fds = []
+        try:
+            for t, path in self.join:
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError as e:
+                    raise OciError(f"linux.namespaces: {t} namespace path {path}: {e.strerror}") from None
+                fds.append((t, path, fd))
+        except BaseException:
+            for _, _, fd in fds:
+                os.close(fd)
+            raise
+        return fds
+
+
+def join(fds, sys=S.SYS):
+    for t, path, fd in fds:
+        try:
+            sys.setns(fd, FLAGS[t])
+        except OSError as e:
+            raise OciError(f"linux.namespaces: cannot join {t} namespace {path}: {os.strerror(e.errno)}") from None
+        finally:
+            os.close(fd)
+
+
+def format_idmap(maps):
+    return "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps)
+
+
+def write_id_mappings(pid, plan):
+    """Parent side: write the child's uid_map and gid_map (as root in the parent namespace)."""
+    for name, maps in (("gid_map", plan.gid_mappings), ("uid_map", plan.uid_mappings)):
+        if not maps:
+            continue
+        try:
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write(format_idmap(maps))
+        except OSError as e:
+            key = "gidMappings" if name == "gid_map" else "uidMappings"
+            raise OciError(f"linux.{key}: cannot write /proc/{pid}/{name}: {e.strerror}") from None
+
+
+def write_time_offsets(offsets):
+    """In stage 1 after unshare(CLONE_NEWTIME), before the first child is forked."""
+    lines = []
+    for clock in ("monotonic", "boottime"):
+        o = offsets.get(clock)
+        if o:
+            lines.append(f"{clock} {int(o.get('secs', 0))} {int(o.get('nanosecs', 0))}\n")
+    if not lines:
+        return
+    try:
+        with open("/proc/self/timens_offsets", "w") as f:
+            f.write("".join(lines))
+    except OSError as e:
+        raise OciError(f"linux.timeOffsets: cannot write /proc/self/timens_offsets: {e.strerror}") from None
+
+
+def maps_contain(maps, cid):
+    return any(m.container_id <= cid < m.container_id + m.size for m in maps)

@@ -1,0 +1,152 @@
+"""The container process: rlimits, oom score, user and groups, capabilities, no_new_privs, cwd, env, exec."""
+import os
+import stat
+
+from . import capabilities
+from . import syscalls as S
+from .errors import OciError
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+RLIMITS = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4, "RLIMIT_RSS": 5,
+    "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9, "RLIMIT_LOCKS": 10,
+    "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13, "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+}
+_INF = (1 << 64) - 1
+
+
+def check_rlimits(rlimits):
+    for i, r in enumerate(rlimits):
+        if r.type not in RLIMITS:
+            raise OciError(f"process.rlimits[{i}]: unknown rlimit type {r.type!r}")
+        if r.soft > r.hard:
+            raise OciError(f"process.rlimits[{i}]: {r.type}: soft limit {r.soft} is above the hard limit {r.hard}")
+
+
+def set_rlimits(rlimits):
+    import resource
+
+    for i, r in enumerate(rlimits):
+        num = RLIMITS[r.type]
+        soft = resource.RLIM_INFINITY if r.soft >= _INF else r.soft
+        hard = resource.RLIM_INFINITY if r.hard >= _INF else r.hard
+        try:
+            resource.setrlimit(num, (soft, hard))
+        except (ValueError, OSError) as e:
+            cur = resource.getrlimit(num)[1]
+            curs = "unlimited" if cur == resource.RLIM_INFINITY else str(cur)
+            if cur != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > cur):
+                raise OciError(f"process.rlimits[{i}]: {r.type}: cannot raise the hard limit to {r.hard} "
+                               f"above the runtime's {curs} (that needs CAP_SYS_RESOURCE, which this host does "
+                               f"not grant)") from None
+            raise OciError(f"process.rlimits[{i}]: {r.type}: setrlimit({r.soft}, {r.hard}): {e}") from None
+
+
+def set_oom_score_adj(value):
+    if value is None:
+        return
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(value))
+    except OSError as e:
+        hint = " (lowering it needs CAP_SYS_RESOURCE)" if e.errno == 13 else ""
+        raise OciError(f"process.oomScoreAdj: cannot set {value}: {e.strerror}{hint}") from None
+
+
+def passwd_home(uid, etc_passwd="/etc/passwd"):
+    try:
+        with open(etc_passwd, "rb") as f:
+            for line in f:
+                p = line.decode("utf-8", "replace").rstrip("\n").split(":")
+                if len(p) >= 6 and p[2] == str(uid):
+                    return p[5] or "/"
+    except OSError:
+        pass
+    return "/"
+
+
+def build_env(proc, home_lookup=passwd_home):
+    env = list(proc.env or ())
+    keys = {e.partition("=")[0] for e in env}
+    if "HOME" not in keys:
+        env.append("HOME=" + home_lookup(proc.user.uid))
+    return env
+
+
+def env_path(env):
+    for e in env:
+        if e.startswith("PATH="):
+            return e[5:]
+    return DEFAULT_PATH
+
+
+def find_executable(name, env, cwd="/"):
+    """Resolve args[0] like execvp would with the container's PATH; error at create if it cannot run."""
+    if not name:
+        raise OciError("process.args: empty program name")
+    if "/" in name:
+        path = name if name.startswith("/") else os.path.join(cwd, name)
+        _check_exec(path, name)
+        return path
+    for d in env_path(env).split(":"):
+        path = os.path.join(d or ".", name)
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+            return path
+    raise OciError(f'exec: "{name}": executable file not found in $PATH')
+
+
+def _check_exec(path, name):
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise OciError(f'exec: "{name}": no such file or directory') from None
+    except OSError as e:
+        raise OciError(f'exec: "{name}": {e.strerror}') from None
+    if stat.S_ISDIR(st.st_mode):
+        raise OciError(f'exec: "{name}": is a directory')
+    if not st.st_mode & 0o111:
+        raise OciError(f'exec: "{name}": permission denied')
+
+
+def switch_user(user, caps, sys=S.SYS, setgroups_allowed=True):
+    """Bounding set, then setgroups/setgid/setuid keeping capabilities, then the exact capability sets."""
+    capabilities.drop_bounding(caps)
+    sys.prctl(S.PR_SET_KEEPCAPS, 1)
+    try:
+        if setgroups_allowed:
+            try:
+                sys.setgroups(list(user.additional_gids or ()))
+            except OSError as e:
+                raise OciError(f"process.user.additionalGids: setgroups: {os.strerror(e.errno)}") from None
+        try:
+            sys.setresgid(user.gid, user.gid, user.gid)
+        except OSError as e:
+            raise OciError(f"process.user.gid {user.gid}: setgid: {os.strerror(e.errno)}") from None
+        try:
+            sys.setresuid(user.uid, user.uid, user.uid)
+        except OSError as e:
+            raise OciError(f"process.user.uid {user.uid}: setuid: {os.strerror(e.errno)}") from None
+    finally:
+        sys.prctl(S.PR_SET_KEEPCAPS, 0)
+    capabilities.apply_sets(caps, sys)
+
+
+def exec_process(path, args, env, preserve_fds=0, sys=S.SYS):
+    """Every fd above 2+preserve_fds is closed by the kernel at exec (CLOSE_RANGE_CLOEXEC); then execve."""
+    sys.close_range(3 + preserve_fds, 0xFFFFFFFF, S.CLOSE_RANGE_CLOEXEC)
+    try:
+        os.execve(path, args, dict(_split_env(env)))
+    except OSError as e:
+        raise OciError(f'exec: "{args[0]}": {e.strerror}') from None
+
+
+def _split_env(env):
+    for e in env:
+        k, _, v = e.partition("=")
+        if k:
+            yield k, v

@@ -1,0 +1,563 @@
+"""The root filesystem: mounts in order, pivot_root (or MS_MOVE+chroot), masked and read-only paths.
+
+Security by construction: every in-container path is resolved with openat2(RESOLVE_IN_ROOT) against an fd of
+the rootfs, so a symlink in the rootfs (absolute or `..`) can never lead outside it, and mounts are made onto the
+opened fd (/proc/self/fd/N), never onto a path string that could be swapped between check and use.
+All privileged calls go through a `Syscalls` (`sys`), so this module is unit-tested against a recording fake.
+"""
+import errno
+import os
+import stat
+
+from . import syscalls as S
+from .errors import OciError
+
+# option -> (clear, flag): runc's table (runtime-spec config.md / mount(8)).
+FLAGS = {
+    "async": (True, S.MS_SYNCHRONOUS), "atime": (True, S.MS_NOATIME), "bind": (False, S.MS_BIND),
+    "defaults": (False, 0), "dev": (True, S.MS_NODEV), "diratime": (True, S.MS_NODIRATIME),
+    "dirsync": (False, S.MS_DIRSYNC), "exec": (True, S.MS_NOEXEC), "iversion": (False, 1 << 23),
+    "lazytime": (False, S.MS_LAZYTIME), "loud": (True, S.MS_SILENT), "mand": (False, S.MS_MANDLOCK),
+    "noatime": (False, S.MS_NOATIME), "nodev": (False, S.MS_NODEV), "nodiratime": (False, S.MS_NODIRATIME),
+    "noexec": (False, S.MS_NOEXEC), "noiversion": (True, 1 << 23), "nolazytime": (True, S.MS_LAZYTIME),
+    "nomand": (True, S.MS_MANDLOCK), "norelatime": (True, S.MS_RELATIME), "nostrictatime": (True, S.MS_STRICTATIME),
+    "nosuid": (False, S.MS_NOSUID), "nosymfollow": (False, S.MS_NOSYMFOLLOW), "rbind": (False, S.MS_BIND | S.MS_REC),
+    "relatime": (False, S.MS_RELATIME), "remount": (False, S.MS_REMOUNT), "ro": (False, S.MS_RDONLY),
+    "rw": (True, S.MS_RDONLY), "silent": (False, S.MS_SILENT), "strictatime": (False, S.MS_STRICTATIME),
+    "suid": (True, S.MS_NOSUID), "sync": (False, S.MS_SYNCHRONOUS),
+}
+PROPAGATION = {
+    "private": S.MS_PRIVATE, "rprivate": S.MS_PRIVATE | S.MS_REC, "shared": S.MS_SHARED,
+    "rshared": S.MS_SHARED | S.MS_REC, "slave": S.MS_SLAVE, "rslave": S.MS_SLAVE | S.MS_REC,
+    "unbindable": S.MS_UNBINDABLE, "runbindable": S.MS_UNBINDABLE | S.MS_REC,
+}
+# recursive mount attributes (mount_setattr with AT_RECURSIVE): option -> (clear, attr)
+REC_ATTRS = {
+    "rro": (False, S.MOUNT_ATTR_RDONLY), "rrw": (True, S.MOUNT_ATTR_RDONLY),
+    "rnosuid": (False, S.MOUNT_ATTR_NOSUID), "rsuid": (True, S.MOUNT_ATTR_NOSUID),
+    "rnodev": (False, S.MOUNT_ATTR_NODEV), "rdev": (True, S.MOUNT_ATTR_NODEV),
+    "rnoexec": (False, S.MOUNT_ATTR_NOEXEC), "rexec": (True, S.MOUNT_ATTR_NOEXEC),
+    "rnodiratime": (False, S.MOUNT_ATTR_NODIRATIME), "rdiratime": (True, S.MOUNT_ATTR_NODIRATIME),
+    "rrelatime": (False, S.MOUNT_ATTR_RELATIME), "rnorelatime": (True, S.MOUNT_ATTR_RELATIME),
+    "rnoatime": (False, S.MOUNT_ATTR_NOATIME), "ratime": (True, S.MOUNT_ATTR_NOATIME),
+    "rstrictatime": (False, S.MOUNT_ATTR_STRICTATIME), "rnostrictatime": (True, S.MOUNT_ATTR_STRICTATIME),
+    "rnosymfollow": (False, S.MOUNT_ATTR_NOSYMFOLLOW), "rsymfollow": (True, S.MOUNT_ATTR_NOSYMFOLLOW),
+}
+EXTENSIONS = ("tmpcopyup", "idmap", "ridmap")
+
+
+class MountOpts:
+    __slots__ = ("flags", "clear", "data", "propagation", "attr_set", "attr_clr", "extensions")
+
+    def __init__(self, options):
+        self.flags = 0
+        self.clear = 0
+        self.data = []
+        self.propagation = []
+        self.attr_set = 0
+        self.attr_clr = 0
+        self.extensions = set()
+        for o in options or ():
+            f = FLAGS.get(o)
+            if f is not None:
+                clear, flag = f
+                if clear:
+                    self.flags &= ~flag
+                    self.clear |= flag
+                else:
+                    self.flags |= flag
+                continue
+            p = PROPAGATION.get(o)
+            if p is not None:
+                self.propagation.append(p)
+                continue
+            r = REC_ATTRS.get(o)
+            if r is not None:
+                clear, attr = r
+                if attr & S.MOUNT_ATTR__ATIME or attr == S.MOUNT_ATTR_RELATIME:
+                    self.attr_clr |= S.MOUNT_ATTR__ATIME
+                    if not clear:
+                        self.attr_set |= attr
+                elif clear:
+                    self.attr_clr |= attr
+                    self.attr_set &= ~attr
+                else:
+                    self.attr_set |= attr
+                continue
+            if o in EXTENSIONS:
+                self.extensions.add(o)
+                continue
+            self.data.append(o)
+
+    @property
+    def is_bind(self):
+        return bool(self.flags & S.MS_BIND)
+
+
+def clean(path):
+    """Lexically clean an in-container path to a relative one ('' is the root). '..' cannot climb above /."""
+    parts = []
+    for c in path.split("/"):
+        if c in ("", "."):
+            continue
+        if c == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(c)
+    return "/".join(parts)
+
+
+class Root:
+    """An open rootfs directory; all in-container path operations go through it."""
+
+    def __init__(self, path, sys=S.SYS):
+        self.sys = sys
+        self.path = path
+        self.fd = sys.open(path, os.O_PATH | os.O_DIRECTORY)
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def resolve(self, path, flags=os.O_PATH, mode=0):
+        """openat2(RESOLVE_IN_ROOT) of an in-container path; symlinks are resolved as if the rootfs were /."""
+        rel = clean(path)
+        if not rel:
+            return os.dup(self.fd) if flags == os.O_PATH else self.sys.openat2(self.fd, ".", flags, mode, 0)
+        if not flags & os.O_PATH:
+            flags |= os.O_NOCTTY
+        return self.sys.openat2(self.fd, rel, flags, mode, S.RESOLVE_IN_ROOT | S.RESOLVE_NO_MAGICLINKS)
+
+    def host_path(self, fd):
+        """Where an fd we resolved really is (for messages and checks)."""
+        try:
+            return os.readlink(S.fd_path(fd))
+        except OSError:
+            return "?"
+
+    def mkdir_all(self, path, mode=0o755):
+        """mkdir -p inside the root; returns an O_PATH fd of the directory."""
+        rel = clean(path)
+        fd = os.dup(self.fd)
+        done = []
+        for comp in rel.split("/") if rel else ():
+            done.append(comp)
+            try:
+                nfd = self.resolve("/".join(done), os.O_PATH | os.O_DIRECTORY)
+            except FileNotFoundError:
+                try:
+                    self.sys.mkdirat(fd, comp, mode)
+                except FileExistsError:
+                    pass  # raced, or a dangling symlink: the resolve below tells
+                try:
+                    nfd = self.resolve("/".join(done), os.O_PATH | os.O_DIRECTORY)
+                except FileNotFoundError:
+                    os.close(fd)
+                    raise OciError(f"{path}: {'/' + '/'.join(done)} is a dangling symlink") from None
+            except NotADirectoryError:
+                os.close(fd)
+                raise OciError(f"{path}: {'/' + '/'.join(done)} exists and is not a directory") from None
+            os.close(fd)
+            fd = nfd
+        return fd
+
+    def ensure(self, path, is_dir=True, mode=0o755):
+        """Make `path` exist inside the root (a directory, or an empty file) and return an O_PATH fd of it."""
+        rel = clean(path)
+        if is_dir or not rel:
+            return self.mkdir_all(path, mode)
+        parent, _, name = rel.rpartition("/")
+        try:
+            return self.resolve(rel)
+        except FileNotFoundError:
+            pass
+        pfd = self.mkdir_all(parent, 0o755)
+        try:
+            try:
+                fd = self.sys.openat2(pfd, name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644,
+                                      S.RESOLVE_BENEATH | S.RESOLVE_NO_SYMLINKS)
+                os.close(fd)
+            except FileExistsError:
+                pass
+        finally:
+            os.close(pfd)
+        return self.resolve(rel)
+
+
+def mount_at(sys, source, fd, fstype, flags, data):
+    sys.mount(source, S.fd_path(fd), fstype, flags, data)
+
+
+def _data_str(parts, extra=None):
+    parts = list(parts)
+    if extra:
+        parts.append(extra)
+    return ",".join(parts) or None
+
+
+class MountContext:
+    """What the mounts need from the rest of the runtime."""
+
+    def __init__(self, bundle, cgroup_plan=None, in_userns=False, new_netns=True, mount_label=None):
+        self.bundle = bundle
+        self.cgroup_plan = cgroup_plan  # (version, [(name, host_dir)]) from the cgroup manager, or None
+        self.in_userns = in_userns
+        self.new_netns = new_netns
+        self.mount_label = mount_label
+
+
+def _label_opts(ctx, fstype):
+    return None
+
+
+def mount_one(root, m, index, ctx):
+    """Perform config mount number `index` inside `root`. Errors name the mount: `mounts[3] /data: ...`."""
+    sys = root.sys
+    dest = "/" + clean(m.destination)
+    where = f"mounts[{index}] {m.destination}"
+    opts = MountOpts(m.options)
+    fstype = m.type or ("bind" if opts.is_bind else None)
+    is_bind = opts.is_bind or fstype == "bind"
+    try:
+        if is_bind:
+            src = m.source or ""
+            if not os.path.isabs(src):
+                src = os.path.join(ctx.bundle, src)
+            try:
+                st = os.stat(src)
+            except FileNotFoundError:
+                raise OciError(f"{where}: source {m.source} does not exist") from None
+            except OSError as e:
+                raise OciError(f"{where}: source {m.source}: {e.strerror}") from None
+            fd = root.ensure(dest, is_dir=stat.S_ISDIR(st.st_mode))
+            try:
+                rec = opts.flags & S.MS_REC
+                _mount(sys, src, fd, "", S.MS_BIND | rec, None, where)
+                remount_flags = opts.flags & ~(S.MS_BIND | S.MS_REC | S.MS_REMOUNT)
+                if remount_flags:
+                    _remount_bind(root, dest, remount_flags, where)
+                _finish(root, dest, opts, where)
+            finally:
+                os.close(fd)
+            return
+        if fstype == "cgroup" or fstype == "cgroup2":
+            return _mount_cgroup(root, dest, opts, ctx, where, fstype)
+        fd = root.ensure(dest, is_dir=True)
+        try:
+            data = _data_str(opts.data)
+            flags = opts.flags & ~S.MS_REMOUNT
+            if fstype == "sysfs" and (not ctx.new_netns or ctx.in_userns):
+                try:
+                    _mount(sys, m.source or "sysfs", fd, "sysfs", flags, data, where)
+                except OciError:
+                    # sysfs may only be mounted by the owner of the network namespace: bind the host's instead
+                    _mount(sys, "/sys", fd, "", S.MS_BIND | S.MS_REC, None, where)
+                    if flags & (S.MS_RDONLY | S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC):
+                        _remount_bind(root, dest, flags, where)
+            elif fstype == "overlay":
+                _mount(sys, m.source or "overlay", fd, "overlay", flags, _overlay_data(opts.data, ctx.bundle), where)
+            else:
+                if "tmpcopyup" in opts.extensions and fstype == "tmpfs":
+                    _tmpcopyup(root, fd, m, flags, data, where)
+                else:
+                    _mount(sys, m.source or fstype or "none", fd, fstype or "", flags, data, where)
+            _finish(root, dest, opts, where)
+        finally:
+            os.close(fd)
+    except OciError:
+        raise
+    except OSError as e:
+        raise OciError(f"{where}: {e.strerror or e}") from None
+
+
+def _mount(sys, source, fd, fstype, flags, data, where):
+    try:
+        mount_at(sys, source, fd, fstype, flags, data)
+    except OSError as e:
+        extra = ""
+        if e.errno == errno.ENODEV:
+            extra = f" (unknown filesystem type {fstype!r})"
+        elif e.errno == errno.ENOENT and fstype in ("", "bind"):
+            extra = f" (source {source} does not exist)"
+        raise OciError(f"{where}: mount {source} ({fstype or 'bind'}): {os.strerror(e.errno)}{extra}") from None
+
+
+def _reopen_mount(root, dest):
+    """After mounting, resolve the destination again: the new fd is on the new mount (the old fd is beneath it)."""
+    return root.resolve(dest)
+
+
+def _remount_bind(root, dest, flags, where):
+    fd = _reopen_mount(root, dest)
+    try:
+        # Keep the flags the kernel has locked on the source (e.g. nodev from a user namespace's parent).
+        locked = statvfs_flags(fd)
+        want = S.MS_BIND | S.MS_REMOUNT | flags | locked
+        try:
+            root.sys.mount("", S.fd_path(fd), "", want, None)
+        except OSError as e:
+            raise OciError(f"{where}: remount {dest} with {_flag_names(flags)}: {os.strerror(e.errno)}") from None
+    finally:
+        os.close(fd)
+
+
+def _finish(root, dest, opts, where):
+    """Propagation and recursive attributes, on the mount just made."""
+    if not opts.propagation and not (opts.attr_set or opts.attr_clr) and not (opts.flags & S.MS_REMOUNT):
+        return
+    fd = _reopen_mount(root, dest)
+    try:
+        for p in opts.propagation:
+            try:
+                root.sys.mount("", S.fd_path(fd), "", p, None)
+            except OSError as e:
+                raise OciError(f"{where}: set propagation: {os.strerror(e.errno)}") from None
+        if opts.attr_set or opts.attr_clr:
+            try:
+                root.sys.mount_setattr(fd, "", S.AT_EMPTY_PATH | S.AT_RECURSIVE, opts.attr_set, opts.attr_clr)
+            except OSError as e:
+                raise OciError(f"{where}: recursive mount attributes: {os.strerror(e.errno)}") from None
+    finally:
+        os.close(fd)
+
+
+_ST_FLAGS = ((1, S.MS_RDONLY), (2, S.MS_NOSUID), (4, S.MS_NODEV), (8, S.MS_NOEXEC),
+             (1024, S.MS_NOATIME), (2048, S.MS_NODIRATIME), (4096, S.MS_RELATIME))
+
+
+def statvfs_flags(fd):
+    """The mount flags (MS_*) of the mount `fd` is on, as fstatvfs reports them (nosuid, nodev, noexec, atime)."""
+    try:
+        f = os.statvfs(S.fd_path(fd)).f_flag
+    except OSError:
+        return 0
+    out = 0
+    for st_bit, ms in _ST_FLAGS[1:]:
+        if f & st_bit:
+            out |= ms
+    return out
+
+
+def _flag_names(flags):
+    names = [n for n, (clear, f) in FLAGS.items() if not clear and f and flags & f == f and n not in ("rbind",)]
+    return ",".join(names) or hex(flags)
+
+
+def _overlay_data(parts, bundle):
+    out = []
+    for p in parts:
+        k, eq, v = p.partition("=")
+        if eq and k in ("lowerdir", "upperdir", "workdir"):
+            v = ":".join(x if os.path.isabs(x) else os.path.join(bundle, x) for x in v.split(":"))
+            p = f"{k}={v}"
+        out.append(p)
+    return ",".join(out) or None
+
+
+def _tmpcopyup(root, fd, m, flags, data, where):
+    """Mount a tmpfs and copy what was at the destination into it (runc's tmpcopyup extension)."""
+    sys = root.sys
+    import tempfile
+    import shutil
+
+    tmp = tempfile.mkdtemp(prefix=".ocirun-tmpcopyup-")
+    try:
+        sys.mount("tmpfs", tmp, "tmpfs", flags, data)
+        try:
+            src = S.fd_path(fd)
+            for name in os.listdir(src):
+                s = os.path.join(src, name)
+                d = os.path.join(tmp, name)
+                if os.path.isdir(s) and not os.path.islink(s):
+                    shutil.copytree(s, d, symlinks=True)
+                else:
+                    shutil.copy2(s, d, follow_symlinks=False)
+            sys.mount(tmp, S.fd_path(fd), "", S.MS_MOVE, None)
+        except BaseException:
+            try:
+                sys.umount2(tmp, S.MNT_DETACH)
+            except OSError:
+                pass
+            raise
+    finally:
+        try:
+            os.rmdir(tmp)
+        except OSError:
+            pass
+
+
+def _mount_cgroup(root, dest, opts, ctx, where, fstype):
+    sys = root.sys
+    plan = ctx.cgroup_plan
+    flags = opts.flags & ~(S.MS_REMOUNT | S.MS_RDONLY)
+    fd = root.ensure(dest, is_dir=True)
+    try:
+        if plan is None or plan[0] == 2 or fstype == "cgroup2":
+            try:
+                _mount(sys, "cgroup2", fd, "cgroup2", opts.flags & ~S.MS_REMOUNT, _data_str(opts.data), where)
+            except OciError:
+                if plan is None:
+                    raise
+                _mount(sys, plan[1][0][1], fd, "", S.MS_BIND | S.MS_REC, None, where)
+                if opts.flags & S.MS_RDONLY:
+                    _remount_bind(root, dest, opts.flags & ~S.MS_REMOUNT, where)
+            return
+        # cgroup v1: a tmpfs with one bind mount per hierarchy of the container's own cgroup directory
+        _mount(sys, "tmpfs", fd, "tmpfs", flags, "mode=755", where)
+    finally:
+        os.close(fd)
+    for name, host_dir in plan[1]:
+        sub = dest + "/" + name
+        sfd = root.ensure(sub, is_dir=True)
+        try:
+            _mount(sys, host_dir, sfd, "", S.MS_BIND | S.MS_REC, None, where)
+        finally:
+            os.close(sfd)
+        _remount_bind(root, sub, opts.flags & ~(S.MS_REMOUNT | S.MS_BIND | S.MS_REC), where)
+        if "," in name:  # co-mounted controllers (cpu,cpuacct): the usual symlinks
+            for alias in name.split(","):
+                try:
+                    pfd = root.resolve(dest)
+                    try:
+                        sys.symlinkat(name, pfd, alias)
+                    finally:
+                        os.close(pfd)
+                except FileExistsError:
+                    pass
+    if opts.flags & S.MS_RDONLY:
+        _remount_bind(root, dest, opts.flags & ~(S.MS_REMOUNT | S.MS_BIND | S.MS_REC), where)
+
+
+def prepare_root(sys, rootfs, propagation):
+    """Before the mounts: set / propagation in our mount namespace and make the rootfs a mount point."""
+    flag = PROPAGATION.get(propagation or "", S.MS_SLAVE | S.MS_REC) if propagation else S.MS_SLAVE | S.MS_REC
+    try:
+        sys.mount("", "/", "", flag, None)
+    except OSError as e:
+        raise OciError(f"linux.rootfsPropagation: cannot set {propagation or 'rslave'} on /: "
+                       f"{os.strerror(e.errno)}") from None
+    _make_parent_private(sys, rootfs)
+    try:
+        sys.mount(rootfs, rootfs, "", S.MS_BIND | S.MS_REC, None)
+    except OSError as e:
+        raise OciError(f"root.path {rootfs}: cannot bind-mount the rootfs: {os.strerror(e.errno)}") from None
+
+
+def _make_parent_private(sys, rootfs):
+    """pivot_root(2) refuses a shared parent mount: make the mount containing the rootfs private if shared."""
+    best = None
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                parts = line.split()
+                mp = parts[4]
+                if (rootfs == mp or rootfs.startswith(mp.rstrip("/") + "/")) and (best is None or len(mp) > len(best[0])):
+                    best = (mp, parts[6:parts.index("-")])
+    except OSError:
+        return
+    if best and any(o.startswith("shared:") for o in best[1]):
+        try:
+            sys.mount("", best[0], "", S.MS_PRIVATE, None)
+        except OSError:
+            pass
+
+
+def pivot(sys, rootfs, no_pivot=False):
+    if no_pivot:
+        os.chdir(rootfs)
+        try:
+            sys.mount(rootfs, "/", "", S.MS_MOVE, None)
+        except OSError as e:
+            raise OciError(f"--no-pivot: cannot move the rootfs onto /: {os.strerror(e.errno)}") from None
+        sys.chroot(".")
+        os.chdir("/")
+        return
+    old = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    new = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fchdir(new)
+        try:
+            sys.pivot_root(".", ".")
+        except OSError as e:
+            raise OciError(f"pivot_root {rootfs}: {os.strerror(e.errno)} (try --no-pivot on a ramfs root)") from None
+        os.fchdir(old)
+        # Do not let the unmount of the old root propagate to the host.
+        sys.mount("", ".", "", S.MS_SLAVE | S.MS_REC, None)
+        sys.umount2(".", S.MNT_DETACH)
+        os.chdir("/")
+    finally:
+        os.close(old)
+        os.close(new)
+
+
+def _is_dev_null(fd):
+    st = os.fstat(fd)
+    return stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) == 1 and os.minor(st.st_rdev) == 3
+
+
+def mask_paths(root, paths):
+    """Over each existing path: /dev/null for files, an empty read-only tmpfs for directories."""
+    sys = root.sys
+    null = None
+    try:
+        for p in paths:
+            try:
+                fd = root.resolve(p)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as e:
+                raise OciError(f"linux.maskedPaths: {p}: {os.strerror(e.errno)}") from None
+            try:
+                if stat.S_ISDIR(os.fstat(fd).st_mode):
+                    try:
+                        sys.mount("tmpfs", S.fd_path(fd), "tmpfs", S.MS_RDONLY, None)
+                    except OSError as e:
+                        raise OciError(f"linux.maskedPaths: {p}: {os.strerror(e.errno)}") from None
+                else:
+                    if null is None:
+                        null = root.resolve("/dev/null")
+                        # CVE-2025-31133: never bind whatever a container put at /dev/null.
+                        if not _is_dev_null(null):
+                            raise OciError("linux.maskedPaths: /dev/null in the container is not the null device")
+                    try:
+                        sys.mount(S.fd_path(null), S.fd_path(fd), "", S.MS_BIND, None)
+                    except OSError as e:
+                        raise OciError(f"linux.maskedPaths: {p}: {os.strerror(e.errno)}") from None
+            finally:
+                os.close(fd)
+    finally:
+        if null is not None:
+            os.close(null)
+
+
+def readonly_paths(root, paths):
+    sys = root.sys
+    for p in paths:
+        try:
+            fd = root.resolve(p)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as e:
+            raise OciError(f"linux.readonlyPaths: {p}: {os.strerror(e.errno)}") from None
+        try:
+            try:
+                sys.mount(S.fd_path(fd), S.fd_path(fd), "", S.MS_BIND | S.MS_REC, None)
+            except OSError as e:
+                raise OciError(f"linux.readonlyPaths: {p}: {os.strerror(e.errno)}") from None
+        finally:
+            os.close(fd)
+        _remount_bind(root, p, S.MS_RDONLY | S.MS_REC, f"linux.readonlyPaths: {p}")
+
+
+def remount_root_readonly(sys):
+    fd = os.open("/", os.O_PATH | os.O_CLOEXEC)
+    try:
+        locked = statvfs_flags(fd)
+    finally:
+        os.close(fd)
+    try:
+        sys.mount("", "/", "", S.MS_BIND | S.MS_REMOUNT | S.MS_RDONLY | locked, None)
+    except OSError as e:
+        raise OciError(f"root.readonly: cannot remount / read-only: {os.strerror(e.errno)}") from None

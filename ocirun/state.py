@@ -1,0 +1,218 @@
+"""State store: --root/ID/state.json, written atomically; one flock per container serializes commands on it.
+
+Layout of a container's directory:
+  state.json   the record below (plus the config and cgroup data later commands need)
+  start.sock   present while the container is `created`: the init listens here for `start`
+"""
+import fcntl
+import os
+import time
+
+from . import jsonio
+from .errors import NotFoundError, OciError, StateError
+from .version import SPEC_VERSION
+
+DEFAULT_ROOT = "/run/ocirun"
+STATE_FILE = "state.json"
+START_SOCK = "start.sock"
+
+_ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
+MAX_ID_LEN = 1024
+
+
+def validate_id(cid):
+    """runc's rule: [A-Za-z0-9_+.-]+, not '.' or '..'; we also bound the length."""
+    if not cid:
+        raise OciError("invalid container id: the id must not be empty")
+    if isinstance(cid, bytes) or len(cid) > MAX_ID_LEN:
+        raise OciError(f"invalid container id: longer than {MAX_ID_LEN} characters")
+    if cid in (".", "..") or not _ID_OK.issuperset(cid):
+        shown = cid.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+        raise OciError(f"invalid container id {shown!r}: only letters, digits and _ + - . are allowed")
+    return cid
+
+
+def proc_start_time(pid):
+    """Field 22 of /proc/PID/stat (start time in clock ticks since boot), or None if no such process.
+
+    Zombies count as gone: a container whose init has exited is stopped even before it is reaped."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    except OSError:
+        return None
+    rest = data[data.rindex(b")") + 2:].split()
+    if rest[0] in (b"Z", b"X"):
+        return None
+    return int(rest[19])
+
+
+def now_rfc3339():
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e9):09d}Z"
+
+
+class Store:
+    def __init__(self, root=None):
+        self.root = os.path.abspath(root or DEFAULT_ROOT)
+
+    def dir(self, cid):
+        return os.path.join(self.root, cid)
+
+    def ensure_root(self):
+        try:
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise OciError(f"cannot create state root {self.root}: {e.strerror}") from None
+
+    def new(self, cid):
+        """Create ID's directory and lock it: exactly one concurrent create of an ID wins."""
+        validate_id(cid)
+        self.ensure_root()
+        d = self.dir(cid)
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            raise OciError(f"container with id exists: {cid}") from None
+        lock = Lock(d)
+        lock.acquire()
+        return lock
+
+    def open(self, cid, blocking=True):
+        """Lock an existing container's directory; NotFoundError if it does not exist (or vanished meanwhile)."""
+        validate_id(cid)
+        d = self.dir(cid)
+        lock = Lock(d)
+        try:
+            lock.acquire(blocking)
+        except FileNotFoundError:
+            raise NotFoundError(f"container does not exist: {cid}") from None
+        if lock.gone():
+            lock.release()
+            raise NotFoundError(f"container does not exist: {cid}")
+        return lock
+
+    def ids(self):
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if os.path.isdir(os.path.join(self.root, n)))
+
+    def read(self, cid):
+        d = self.dir(cid)
+        try:
+            with open(os.path.join(d, STATE_FILE), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            if not os.path.isdir(d):
+                raise NotFoundError(f"container does not exist: {cid}") from None
+            return None  # directory without state: a create that died before writing anything
+        try:
+            st = jsonio.loads(data)
+            if not isinstance(st, dict) or st.get("id") != cid:
+                raise ValueError("not a state record for this container")
+        except ValueError as e:
+            raise StateError(f"container {cid}: state file {os.path.join(d, STATE_FILE)} is corrupt ({e}); "
+                             f"'ocirun delete --force {cid}' removes it") from None
+        return st
+
+    def write(self, cid, st):
+        d = self.dir(cid)
+        tmp = os.path.join(d, f".{STATE_FILE}.tmp")
+        with open(tmp, "w") as f:
+            f.write(jsonio.dumps(st))
+        os.rename(tmp, os.path.join(d, STATE_FILE))
+
+    def remove(self, cid):
+        d = self.dir(cid)
+        for name in os.listdir(d) if os.path.isdir(d) else ():
+            try:
+                os.unlink(os.path.join(d, name))
+            except IsADirectoryError:
+                pass
+            except FileNotFoundError:
+                pass
+        try:
+            os.rmdir(d)
+        except FileNotFoundError:
+            pass
+
+
+class Lock:
+    """flock on the container directory itself, so deleting the directory needs no lock file."""
+
+    def __init__(self, path):
+        self.path = path
+        self.fd = None
+
+    def acquire(self, blocking=True):
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = None
+            raise StateError(f"container {os.path.basename(self.path)} is busy (another ocirun command holds it)")
+
+    def gone(self):
+        return os.fstat(self.fd).st_nlink == 0
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.release()
+
+
+def is_locked(path):
+    """True if some live process holds the container's lock (e.g. a create still in progress)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def status_of(store, cid, st):
+    """The spec status, from the recorded state and what is true now (pid alive, same process, start pending)."""
+    if st is None:
+        return "stopped"
+    if st.get("status") == "creating":
+        return "creating" if is_locked(store.dir(cid)) else "stopped"
+    pid = st.get("pid") or 0
+    if pid <= 0:
+        return "stopped"
+    stt = proc_start_time(pid)
+    if stt is None or (st.get("init_start_time") is not None and stt != st["init_start_time"]):
+        return "stopped"
+    if os.path.exists(os.path.join(store.dir(cid), START_SOCK)):
+        return "created"
+    if st.get("paused"):
+        return "paused"
+    return "running"
+
+
+def spec_state(st, status):
+    """The runtime-spec state document (runtime.md "State")."""
+    out = {"ociVersion": SPEC_VERSION, "id": st["id"], "status": status}
+    if status in ("created", "running", "paused", "creating") and st.get("pid"):
+        out["pid"] = st["pid"]
+    elif status == "stopped" and st.get("pid"):
+        out["pid"] = 0
+    out["bundle"] = st.get("bundle", "")
+    out["annotations"] = st.get("annotations") or {}
+    return out

@@ -1,0 +1,1 @@
+"""The project's own runtime-spec v1.3 JSON schemas (see spec/README.md)."""
