@@ -351,6 +351,8 @@ class _Creator:
             pid = os.fork()
             if pid == 0:  # ---- stage 1
                 pchan.close()
+                # The flock lives on the open file description that fork shares: the container must not hold it.
+                self.lock.release()
                 _child_main(self, cchan, join_fds, start)
                 os._exit(0)  # not reached
         finally:
