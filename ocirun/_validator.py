@@ -130,168 +130,6 @@ def validate(data):
             validate___definitions_freebsd(_v20)
     return data
 
-def validate___definitions_freebsd(data):
-    if not isinstance(data, (dict)):
-        raise _Invalid('type', data)
-    _v0 = isinstance(data, dict)
-    if _v0:
-        _v2 = set(data.keys())
-        if "devices" in _v2:
-            _v2.remove("devices")
-            _v21 = data["devices"]
-            if not isinstance(_v21, (list, tuple)):
-                raise _Invalid('type', _v21)
-            _v22 = isinstance(_v21, (list, tuple))
-            if _v22:
-                _v23 = len(_v21)
-                for _v24, _v25 in enumerate(_v21):
-                    if not isinstance(_v25, (dict)):
-                        raise _Invalid('type', _v25)
-                    _v26 = isinstance(_v25, dict)
-                    if _v26:
-                        _v27 = set(_v25.keys())
-                        if "path" in _v27:
-                            _v27.remove("path")
-                            _v28 = _v25["path"]
-                            if not isinstance(_v28, (str)):
-                                raise _Invalid('type', _v28)
-                        if "mode" in _v27:
-                            _v27.remove("mode")
-                            _v29 = _v25["mode"]
-                            validate___definitions_filemode(_v29)
-        if "jail" in _v2:
-            _v2.remove("jail")
-            _v30 = data["jail"]
-            if not isinstance(_v30, (dict)):
-                raise _Invalid('type', _v30)
-            _v31 = isinstance(_v30, dict)
-            if _v31:
-                _v32 = set(_v30.keys())
-                if "parent" in _v32:
-                    _v32.remove("parent")
-                    _v33 = _v30["parent"]
-                    if not isinstance(_v33, (str)):
-                        raise _Invalid('type', _v33)
-                if "host" in _v32:
-                    _v32.remove("host")
-                    _v34 = _v30["host"]
-                    if not (isinstance(_v34, str) and _v34 == 'inherit' or isinstance(_v34, str) and _v34 == 'new'):
-                        raise _Invalid('enum', _v34)
-                if "ip4" in _v32:
-                    _v32.remove("ip4")
-                    _v35 = _v30["ip4"]
-                    if not (isinstance(_v35, str) and _v35 == 'disable' or isinstance(_v35, str) and _v35 == 'inherit' or isinstance(_v35, str) and _v35 == 'new'):
-                        raise _Invalid('enum', _v35)
-                if "ip4Addr" in _v32:
-                    _v32.remove("ip4Addr")
-                    _v36 = _v30["ip4Addr"]
-                    validate___definitions_stringarray(_v36)
-                if "ip6" in _v32:
-                    _v32.remove("ip6")
-                    _v37 = _v30["ip6"]
-                    if not (isinstance(_v37, str) and _v37 == 'disable' or isinstance(_v37, str) and _v37 == 'inherit' or isinstance(_v37, str) and _v37 == 'new'):
-                        raise _Invalid('enum', _v37)
-                if "ip6Addr" in _v32:
-                    _v32.remove("ip6Addr")
-                    _v38 = _v30["ip6Addr"]
-                    validate___definitions_stringarray(_v38)
-                if "vnet" in _v32:
-                    _v32.remove("vnet")
-                    _v39 = _v30["vnet"]
-                    if not (isinstance(_v39, str) and _v39 == 'inherit' or isinstance(_v39, str) and _v39 == 'new'):
-                        raise _Invalid('enum', _v39)
-                if "interface" in _v32:
-                    _v32.remove("interface")
-                    _v40 = _v30["interface"]
-                    if not isinstance(_v40, (str)):
-                        raise _Invalid('type', _v40)
-                if "vnetInterfaces" in _v32:
-                    _v32.remove("vnetInterfaces")
-                    _v41 = _v30["vnetInterfaces"]
-                    validate___definitions_stringarray(_v41)
-                if "sysvmsg" in _v32:
-                    _v32.remove("sysvmsg")
-                    _v42 = _v30["sysvmsg"]
-                    if not (isinstance(_v42, str) and _v42 == 'disable' or isinstance(_v42, str) and _v42 == 'inherit' or isinstance(_v42, str) and _v42 == 'new'):
-                        raise _Invalid('enum', _v42)
-                if "sysvsem" in _v32:
-                    _v32.remove("sysvsem")
-                    _v43 = _v30["sysvsem"]
-                    if not (isinstance(_v43, str) and _v43 == 'disable' or isinstance(_v43, str) and _v43 == 'inherit' or isinstance(_v43, str) and _v43 == 'new'):
-                        raise _Invalid('enum', _v43)
-                if "sysvshm" in _v32:
-                    _v32.remove("sysvshm")
-                    _v44 = _v30["sysvshm"]
-                    if not (isinstance(_v44, str) and _v44 == 'disable' or isinstance(_v44, str) and _v44 == 'inherit' or isinstance(_v44, str) and _v44 == 'new'):
-                        raise _Invalid('enum', _v44)
-                if "enforceStatfs" in _v32:
-                    _v32.remove("enforceStatfs")
-                    _v45 = _v30["enforceStatfs"]
-                    validate___definitions_uint8(_v45)
-                if "allow" in _v32:
-                    _v32.remove("allow")
-                    _v46 = _v30["allow"]
-                    if not isinstance(_v46, (dict)):
-                        raise _Invalid('type', _v46)
-                    _v47 = isinstance(_v46, dict)
-                    if _v47:
-                        _v48 = set(_v46.keys())
-                        if "setHostname" in _v48:
-                            _v48.remove("setHostname")
-                            _v49 = _v46["setHostname"]
-                            if not isinstance(_v49, (bool)):
-                                raise _Invalid('type', _v49)
-                        if "rawSockets" in _v48:
-                            _v48.remove("rawSockets")
-                            _v50 = _v46["rawSockets"]
-                            if not isinstance(_v50, (bool)):
-                                raise _Invalid('type', _v50)
-                        if "chflags" in _v48:
-                            _v48.remove("chflags")
-                            _v51 = _v46["chflags"]
-                            if not isinstance(_v51, (bool)):
-                                raise _Invalid('type', _v51)
-                        if "mount" in _v48:
-                            _v48.remove("mount")
-                            _v52 = _v46["mount"]
-                            validate___definitions_stringarray(_v52)
-                        if "quotas" in _v48:
-                            _v48.remove("quotas")
-                            _v53 = _v46["quotas"]
-                            if not isinstance(_v53, (bool)):
-                                raise _Invalid('type', _v53)
-                        if "socketAf" in _v48:
-                            _v48.remove("socketAf")
-                            _v54 = _v46["socketAf"]
-                            if not isinstance(_v54, (bool)):
-                                raise _Invalid('type', _v54)
-                        if "mlock" in _v48:
-                            _v48.remove("mlock")
-                            _v55 = _v46["mlock"]
-                            if not isinstance(_v55, (bool)):
-                                raise _Invalid('type', _v55)
-                        if "reservedPorts" in _v48:
-                            _v48.remove("reservedPorts")
-                            _v56 = _v46["reservedPorts"]
-                            if not isinstance(_v56, (bool)):
-                                raise _Invalid('type', _v56)
-                        if "suser" in _v48:
-                            _v48.remove("suser")
-                            _v57 = _v46["suser"]
-                            if not isinstance(_v57, (bool)):
-                                raise _Invalid('type', _v57)
-    return data
-
-def validate___definitions_uint8(data):
-    if not isinstance(data, (int)) or isinstance(data, bool):
-        raise _Invalid('type', data)
-    if isinstance(data, (int, float)) and not isinstance(data, bool):
-        if data < 0:
-            raise _Invalid('minimum', data)
-        if data > 255:
-            raise _Invalid('maximum', data)
-    return data
-
 def validate___definitions_stringarray(data):
     if not isinstance(data, (list, tuple)):
         raise _Invalid('type', data)
@@ -313,187 +151,6 @@ def validate___definitions_filemode(data):
             raise _Invalid('maximum', data)
     return data
 
-def validate___definitions_zos(data):
-    if not isinstance(data, (dict)):
-        raise _Invalid('type', data)
-    _v0 = isinstance(data, dict)
-    if _v0:
-        _v2 = set(data.keys())
-        if "namespaces" in _v2:
-            _v2.remove("namespaces")
-            _v62 = data["namespaces"]
-            if not isinstance(_v62, (list, tuple)):
-                raise _Invalid('type', _v62)
-            _v63 = isinstance(_v62, (list, tuple))
-            if _v63:
-                _v64 = len(_v62)
-                for _v65, _v66 in enumerate(_v62):
-                    if not isinstance(_v66, (dict)):
-                        raise _Invalid('type', _v66)
-                    _v67 = isinstance(_v66, dict)
-                    if _v67:
-                        _v68 = set(['type']) - _v66.keys()
-                        if _v68:
-                            raise _Invalid('required', _v66)
-                        _v69 = set(_v66.keys())
-                        if "type" in _v69:
-                            _v69.remove("type")
-                            _v70 = _v66["type"]
-                            if not (isinstance(_v70, str) and _v70 == 'ipc' or isinstance(_v70, str) and _v70 == 'mount' or isinstance(_v70, str) and _v70 == 'pid' or isinstance(_v70, str) and _v70 == 'uts'):
-                                raise _Invalid('enum', _v70)
-                        if "path" in _v69:
-                            _v69.remove("path")
-                            _v71 = _v66["path"]
-                            if not isinstance(_v71, (str)):
-                                raise _Invalid('type', _v71)
-    return data
-
-def validate___definitions_vm(data):
-    if not isinstance(data, (dict)):
-        raise _Invalid('type', data)
-    _v0 = isinstance(data, dict)
-    if _v0:
-        _v1 = set(['kernel']) - data.keys()
-        if _v1:
-            raise _Invalid('required', data)
-        _v2 = set(data.keys())
-        if "hypervisor" in _v2:
-            _v2.remove("hypervisor")
-            _v72 = data["hypervisor"]
-            if not isinstance(_v72, (dict)):
-                raise _Invalid('type', _v72)
-            _v73 = isinstance(_v72, dict)
-            if _v73:
-                _v74 = set(['path']) - _v72.keys()
-                if _v74:
-                    raise _Invalid('required', _v72)
-                _v75 = set(_v72.keys())
-                if "path" in _v75:
-                    _v75.remove("path")
-                    _v76 = _v72["path"]
-                    if not isinstance(_v76, (str)):
-                        raise _Invalid('type', _v76)
-                if "parameters" in _v75:
-                    _v75.remove("parameters")
-                    _v77 = _v72["parameters"]
-                    validate___definitions_stringarray(_v77)
-        if "kernel" in _v2:
-            _v2.remove("kernel")
-            _v78 = data["kernel"]
-            if not isinstance(_v78, (dict)):
-                raise _Invalid('type', _v78)
-            _v79 = isinstance(_v78, dict)
-            if _v79:
-                _v80 = set(['path']) - _v78.keys()
-                if _v80:
-                    raise _Invalid('required', _v78)
-                _v81 = set(_v78.keys())
-                if "path" in _v81:
-                    _v81.remove("path")
-                    _v82 = _v78["path"]
-                    if not isinstance(_v82, (str)):
-                        raise _Invalid('type', _v82)
-                if "parameters" in _v81:
-                    _v81.remove("parameters")
-                    _v83 = _v78["parameters"]
-                    validate___definitions_stringarray(_v83)
-                if "initrd" in _v81:
-                    _v81.remove("initrd")
-                    _v84 = _v78["initrd"]
-                    if not isinstance(_v84, (str)):
-                        raise _Invalid('type', _v84)
-        if "image" in _v2:
-            _v2.remove("image")
-            _v85 = data["image"]
-            if not isinstance(_v85, (dict)):
-                raise _Invalid('type', _v85)
-            _v86 = isinstance(_v85, dict)
-            if _v86:
-                _v87 = set(['path', 'format']) - _v85.keys()
-                if _v87:
-                    raise _Invalid('required', _v85)
-                _v88 = set(_v85.keys())
-                if "path" in _v88:
-                    _v88.remove("path")
-                    _v89 = _v85["path"]
-                    if not isinstance(_v89, (str)):
-                        raise _Invalid('type', _v89)
-                if "format" in _v88:
-                    _v88.remove("format")
-                    _v90 = _v85["format"]
-                    if not (isinstance(_v90, str) and _v90 == 'qcow2' or isinstance(_v90, str) and _v90 == 'raw' or isinstance(_v90, str) and _v90 == 'vdi' or isinstance(_v90, str) and _v90 == 'vhd' or isinstance(_v90, str) and _v90 == 'vmdk'):
-                        raise _Invalid('enum', _v90)
-        if "hwConfig" in _v2:
-            _v2.remove("hwConfig")
-            _v91 = data["hwConfig"]
-            if not isinstance(_v91, (dict)):
-                raise _Invalid('type', _v91)
-            _v92 = isinstance(_v91, dict)
-            if _v92:
-                _v93 = set(_v91.keys())
-                if "deviceTree" in _v93:
-                    _v93.remove("deviceTree")
-                    _v94 = _v91["deviceTree"]
-                    if not isinstance(_v94, (str)):
-                        raise _Invalid('type', _v94)
-                if "vcpus" in _v93:
-                    _v93.remove("vcpus")
-                    _v95 = _v91["vcpus"]
-                    validate___definitions_uint32(_v95)
-                if "memory" in _v93:
-                    _v93.remove("memory")
-                    _v96 = _v91["memory"]
-                    validate___definitions_uint64(_v96)
-                if "dtdevs" in _v93:
-                    _v93.remove("dtdevs")
-                    _v97 = _v91["dtdevs"]
-                    validate___definitions_stringarray(_v97)
-                if "iomems" in _v93:
-                    _v93.remove("iomems")
-                    _v98 = _v91["iomems"]
-                    if not isinstance(_v98, (list, tuple)):
-                        raise _Invalid('type', _v98)
-                    _v99 = isinstance(_v98, (list, tuple))
-                    if _v99:
-                        _v100 = len(_v98)
-                        if _v100 > 0:
-                            _v101 = _v98[0]
-                            validate___definitions_vmiomem(_v101)
-                if "irqs" in _v93:
-                    _v93.remove("irqs")
-                    _v102 = _v91["irqs"]
-                    if not isinstance(_v102, (list, tuple)):
-                        raise _Invalid('type', _v102)
-                    _v103 = isinstance(_v102, (list, tuple))
-                    if _v103:
-                        _v104 = len(_v102)
-                        for _v105, _v106 in enumerate(_v102):
-                            validate___definitions_uint32(_v106)
-    return data
-
-def validate___definitions_vmiomem(data):
-    if not isinstance(data, (dict)):
-        raise _Invalid('type', data)
-    _v0 = isinstance(data, dict)
-    if _v0:
-        _v1 = set(['firstMFN', 'nrMFNs']) - data.keys()
-        if _v1:
-            raise _Invalid('required', data)
-        _v2 = set(data.keys())
-        if "firstGFN" in _v2:
-            _v2.remove("firstGFN")
-            _v107 = data["firstGFN"]
-            validate___definitions_uint64(_v107)
-        if "firstMFN" in _v2:
-            _v2.remove("firstMFN")
-            _v108 = data["firstMFN"]
-            validate___definitions_uint64(_v108)
-        if "nrMFNs" in _v2:
-            _v2.remove("nrMFNs")
-            _v109 = data["nrMFNs"]
-            validate___definitions_uint64(_v109)
-    return data
-
 def validate___definitions_uint64(data):
     if not isinstance(data, (int)) or isinstance(data, bool):
         raise _Invalid('type', data)
@@ -512,295 +169,6 @@ def validate___definitions_uint32(data):
             raise _Invalid('minimum', data)
         if data > 4294967295:
             raise _Invalid('maximum', data)
-    return data
-
-def validate___definitions_solaris(data):
-    if not isinstance(data, (dict)):
-        raise _Invalid('type', data)
-    _v0 = isinstance(data, dict)
-    if _v0:
-        _v2 = set(data.keys())
-        if "milestone" in _v2:
-            _v2.remove("milestone")
-            _v110 = data["milestone"]
-            if not isinstance(_v110, (str)):
-                raise _Invalid('type', _v110)
-        if "limitpriv" in _v2:
-            _v2.remove("limitpriv")
-            _v111 = data["limitpriv"]
-            if not isinstance(_v111, (str)):
-                raise _Invalid('type', _v111)
-        if "maxShmMemory" in _v2:
-            _v2.remove("maxShmMemory")
-            _v112 = data["maxShmMemory"]
-            if not isinstance(_v112, (str)):
-                raise _Invalid('type', _v112)
-        if "cappedCPU" in _v2:
-            _v2.remove("cappedCPU")
-            _v113 = data["cappedCPU"]
-            if not isinstance(_v113, (dict)):
-                raise _Invalid('type', _v113)
-            _v114 = isinstance(_v113, dict)
-            if _v114:
-                _v115 = set(_v113.keys())
-                if "ncpus" in _v115:
-                    _v115.remove("ncpus")
-                    _v116 = _v113["ncpus"]
-                    if not isinstance(_v116, (str)):
-                        raise _Invalid('type', _v116)
-        if "cappedMemory" in _v2:
-            _v2.remove("cappedMemory")
-            _v117 = data["cappedMemory"]
-            if not isinstance(_v117, (dict)):
-                raise _Invalid('type', _v117)
-            _v118 = isinstance(_v117, dict)
-            if _v118:
-                _v119 = set(_v117.keys())
-                if "physical" in _v119:
-                    _v119.remove("physical")
-                    _v120 = _v117["physical"]
-                    if not isinstance(_v120, (str)):
-                        raise _Invalid('type', _v120)
-                if "swap" in _v119:
-                    _v119.remove("swap")
-                    _v121 = _v117["swap"]
-                    if not isinstance(_v121, (str)):
-                        raise _Invalid('type', _v121)
-        if "anet" in _v2:
-            _v2.remove("anet")
-            _v122 = data["anet"]
-            if not isinstance(_v122, (list, tuple)):
-                raise _Invalid('type', _v122)
-            _v123 = isinstance(_v122, (list, tuple))
-            if _v123:
-                _v124 = len(_v122)
-                for _v125, _v126 in enumerate(_v122):
-                    if not isinstance(_v126, (dict)):
-                        raise _Invalid('type', _v126)
-                    _v127 = isinstance(_v126, dict)
-                    if _v127:
-                        _v128 = set(_v126.keys())
-                        if "linkname" in _v128:
-                            _v128.remove("linkname")
-                            _v129 = _v126["linkname"]
-                            if not isinstance(_v129, (str)):
-                                raise _Invalid('type', _v129)
-                        if "lowerLink" in _v128:
-                            _v128.remove("lowerLink")
-                            _v130 = _v126["lowerLink"]
-                            if not isinstance(_v130, (str)):
-                                raise _Invalid('type', _v130)
-                        if "allowedAddress" in _v128:
-                            _v128.remove("allowedAddress")
-                            _v131 = _v126["allowedAddress"]
-                            if not isinstance(_v131, (str)):
-                                raise _Invalid('type', _v131)
-                        if "configureAllowedAddress" in _v128:
-                            _v128.remove("configureAllowedAddress")
-                            _v132 = _v126["configureAllowedAddress"]
-                            if not isinstance(_v132, (str)):
-                                raise _Invalid('type', _v132)
-                        if "defrouter" in _v128:
-                            _v128.remove("defrouter")
-                            _v133 = _v126["defrouter"]
-                            if not isinstance(_v133, (str)):
-                                raise _Invalid('type', _v133)
-                        if "macAddress" in _v128:
-                            _v128.remove("macAddress")
-                            _v134 = _v126["macAddress"]
-                            if not isinstance(_v134, (str)):
-                                raise _Invalid('type', _v134)
-                        if "linkProtection" in _v128:
-                            _v128.remove("linkProtection")
-                            _v135 = _v126["linkProtection"]
-                            if not isinstance(_v135, (str)):
-                                raise _Invalid('type', _v135)
-    return data
-
-def validate___definitions_windows(data):
-    if not isinstance(data, (dict)):
-        raise _Invalid('type', data)
-    _v0 = isinstance(data, dict)
-    if _v0:
-        _v1 = set(['layerFolders']) - data.keys()
-        if _v1:
-            raise _Invalid('required', data)
-        _v2 = set(data.keys())
-        if "layerFolders" in _v2:
-            _v2.remove("layerFolders")
-            _v136 = data["layerFolders"]
-            if not isinstance(_v136, (list, tuple)):
-                raise _Invalid('type', _v136)
-            _v137 = isinstance(_v136, (list, tuple))
-            if _v137:
-                _v138 = len(_v136)
-                if _v138 < 1:
-                    raise _Invalid('minItems', _v136)
-                for _v139, _v140 in enumerate(_v136):
-                    if not isinstance(_v140, (str)):
-                        raise _Invalid('type', _v140)
-        if "devices" in _v2:
-            _v2.remove("devices")
-            _v21 = data["devices"]
-            if not isinstance(_v21, (list, tuple)):
-                raise _Invalid('type', _v21)
-            _v22 = isinstance(_v21, (list, tuple))
-            if _v22:
-                _v23 = len(_v21)
-                for _v24, _v25 in enumerate(_v21):
-                    if not isinstance(_v25, (dict)):
-                        raise _Invalid('type', _v25)
-                    _v26 = isinstance(_v25, dict)
-                    if _v26:
-                        _v141 = set(['id', 'idType']) - _v25.keys()
-                        if _v141:
-                            raise _Invalid('required', _v25)
-                        _v27 = set(_v25.keys())
-                        if "id" in _v27:
-                            _v27.remove("id")
-                            _v142 = _v25["id"]
-                            if not isinstance(_v142, (str)):
-                                raise _Invalid('type', _v142)
-                        if "idType" in _v27:
-                            _v27.remove("idType")
-                            _v143 = _v25["idType"]
-                            if not (isinstance(_v143, str) and _v143 == 'class'):
-                                raise _Invalid('enum', _v143)
-        if "resources" in _v2:
-            _v2.remove("resources")
-            _v144 = data["resources"]
-            if not isinstance(_v144, (dict)):
-                raise _Invalid('type', _v144)
-            _v145 = isinstance(_v144, dict)
-            if _v145:
-                _v146 = set(_v144.keys())
-                if "memory" in _v146:
-                    _v146.remove("memory")
-                    _v147 = _v144["memory"]
-                    if not isinstance(_v147, (dict)):
-                        raise _Invalid('type', _v147)
-                    _v148 = isinstance(_v147, dict)
-                    if _v148:
-                        _v149 = set(_v147.keys())
-                        if "limit" in _v149:
-                            _v149.remove("limit")
-                            _v150 = _v147["limit"]
-                            validate___definitions_uint64(_v150)
-                if "cpu" in _v146:
-                    _v146.remove("cpu")
-                    _v151 = _v144["cpu"]
-                    if not isinstance(_v151, (dict)):
-                        raise _Invalid('type', _v151)
-                    _v152 = isinstance(_v151, dict)
-                    if _v152:
-                        _v153 = set(_v151.keys())
-                        if "count" in _v153:
-                            _v153.remove("count")
-                            _v154 = _v151["count"]
-                            validate___definitions_uint64(_v154)
-                        if "shares" in _v153:
-                            _v153.remove("shares")
-                            _v155 = _v151["shares"]
-                            validate___definitions_uint16(_v155)
-                        if "maximum" in _v153:
-                            _v153.remove("maximum")
-                            _v156 = _v151["maximum"]
-                            validate___definitions_uint16(_v156)
-                        if "affinity" in _v153:
-                            _v153.remove("affinity")
-                            _v157 = _v151["affinity"]
-                            if not isinstance(_v157, (dict)):
-                                raise _Invalid('type', _v157)
-                            _v158 = isinstance(_v157, dict)
-                            if _v158:
-                                _v159 = set(_v157.keys())
-                                if "mask" in _v159:
-                                    _v159.remove("mask")
-                                    _v160 = _v157["mask"]
-                                    validate___definitions_uint64(_v160)
-                                if "group" in _v159:
-                                    _v159.remove("group")
-                                    _v161 = _v157["group"]
-                                    validate___definitions_uint32(_v161)
-                if "storage" in _v146:
-                    _v146.remove("storage")
-                    _v162 = _v144["storage"]
-                    if not isinstance(_v162, (dict)):
-                        raise _Invalid('type', _v162)
-                    _v163 = isinstance(_v162, dict)
-                    if _v163:
-                        _v164 = set(_v162.keys())
-                        if "iops" in _v164:
-                            _v164.remove("iops")
-                            _v165 = _v162["iops"]
-                            validate___definitions_uint64(_v165)
-                        if "bps" in _v164:
-                            _v164.remove("bps")
-                            _v166 = _v162["bps"]
-                            validate___definitions_uint64(_v166)
-                        if "sandboxSize" in _v164:
-                            _v164.remove("sandboxSize")
-                            _v167 = _v162["sandboxSize"]
-                            validate___definitions_uint64(_v167)
-        if "network" in _v2:
-            _v2.remove("network")
-            _v168 = data["network"]
-            if not isinstance(_v168, (dict)):
-                raise _Invalid('type', _v168)
-            _v169 = isinstance(_v168, dict)
-            if _v169:
-                _v170 = set(_v168.keys())
-                if "endpointList" in _v170:
-                    _v170.remove("endpointList")
-                    _v171 = _v168["endpointList"]
-                    validate___definitions_stringarray(_v171)
-                if "allowUnqualifiedDNSQuery" in _v170:
-                    _v170.remove("allowUnqualifiedDNSQuery")
-                    _v172 = _v168["allowUnqualifiedDNSQuery"]
-                    if not isinstance(_v172, (bool)):
-                        raise _Invalid('type', _v172)
-                if "DNSSearchList" in _v170:
-                    _v170.remove("DNSSearchList")
-                    _v173 = _v168["DNSSearchList"]
-                    validate___definitions_stringarray(_v173)
-                if "networkSharedContainerName" in _v170:
-                    _v170.remove("networkSharedContainerName")
-                    _v174 = _v168["networkSharedContainerName"]
-                    if not isinstance(_v174, (str)):
-                        raise _Invalid('type', _v174)
-                if "networkNamespace" in _v170:
-                    _v170.remove("networkNamespace")
-                    _v175 = _v168["networkNamespace"]
-                    if not isinstance(_v175, (str)):
-                        raise _Invalid('type', _v175)
-        if "credentialSpec" in _v2:
-            _v2.remove("credentialSpec")
-            _v176 = data["credentialSpec"]
-            if not isinstance(_v176, (dict)):
-                raise _Invalid('type', _v176)
-        if "servicing" in _v2:
-            _v2.remove("servicing")
-            _v177 = data["servicing"]
-            if not isinstance(_v177, (bool)):
-                raise _Invalid('type', _v177)
-        if "ignoreFlushesDuringBoot" in _v2:
-            _v2.remove("ignoreFlushesDuringBoot")
-            _v178 = data["ignoreFlushesDuringBoot"]
-            if not isinstance(_v178, (bool)):
-                raise _Invalid('type', _v178)
-        if "hyperv" in _v2:
-            _v2.remove("hyperv")
-            _v179 = data["hyperv"]
-            if not isinstance(_v179, (dict)):
-                raise _Invalid('type', _v179)
-            _v180 = isinstance(_v179, dict)
-            if _v180:
-                _v181 = set(_v179.keys())
-                if "utilityVMPath" in _v181:
-                    _v181.remove("utilityVMPath")
-                    _v182 = _v179["utilityVMPath"]
-                    if not isinstance(_v182, (str)):
-                        raise _Invalid('type', _v182)
     return data
 
 def validate___definitions_uint16(data):
@@ -2054,3 +1422,660 @@ def validate___definitions_ociversion(data):
     if not isinstance(data, (str)):
         raise _Invalid('type', data)
     return data
+
+def validate___definitions_windows(data):
+    _load_deferred()
+    return validate___definitions_windows(data)
+
+def validate___definitions_solaris(data):
+    _load_deferred()
+    return validate___definitions_solaris(data)
+
+def validate___definitions_vm(data):
+    _load_deferred()
+    return validate___definitions_vm(data)
+
+def validate___definitions_zos(data):
+    _load_deferred()
+    return validate___definitions_zos(data)
+
+def validate___definitions_freebsd(data):
+    _load_deferred()
+    return validate___definitions_freebsd(data)
+
+def _load_deferred():
+    exec(compile(_DEFERRED_SOURCE, __file__ + " (deferred)", "exec"), globals())
+
+_DEFERRED_SOURCE = '''
+def validate___definitions_freebsd(data):
+    if not isinstance(data, (dict)):
+        raise _Invalid('type', data)
+    _v0 = isinstance(data, dict)
+    if _v0:
+        _v2 = set(data.keys())
+        if "devices" in _v2:
+            _v2.remove("devices")
+            _v21 = data["devices"]
+            if not isinstance(_v21, (list, tuple)):
+                raise _Invalid('type', _v21)
+            _v22 = isinstance(_v21, (list, tuple))
+            if _v22:
+                _v23 = len(_v21)
+                for _v24, _v25 in enumerate(_v21):
+                    if not isinstance(_v25, (dict)):
+                        raise _Invalid('type', _v25)
+                    _v26 = isinstance(_v25, dict)
+                    if _v26:
+                        _v27 = set(_v25.keys())
+                        if "path" in _v27:
+                            _v27.remove("path")
+                            _v28 = _v25["path"]
+                            if not isinstance(_v28, (str)):
+                                raise _Invalid('type', _v28)
+                        if "mode" in _v27:
+                            _v27.remove("mode")
+                            _v29 = _v25["mode"]
+                            validate___definitions_filemode(_v29)
+        if "jail" in _v2:
+            _v2.remove("jail")
+            _v30 = data["jail"]
+            if not isinstance(_v30, (dict)):
+                raise _Invalid('type', _v30)
+            _v31 = isinstance(_v30, dict)
+            if _v31:
+                _v32 = set(_v30.keys())
+                if "parent" in _v32:
+                    _v32.remove("parent")
+                    _v33 = _v30["parent"]
+                    if not isinstance(_v33, (str)):
+                        raise _Invalid('type', _v33)
+                if "host" in _v32:
+                    _v32.remove("host")
+                    _v34 = _v30["host"]
+                    if not (isinstance(_v34, str) and _v34 == 'inherit' or isinstance(_v34, str) and _v34 == 'new'):
+                        raise _Invalid('enum', _v34)
+                if "ip4" in _v32:
+                    _v32.remove("ip4")
+                    _v35 = _v30["ip4"]
+                    if not (isinstance(_v35, str) and _v35 == 'disable' or isinstance(_v35, str) and _v35 == 'inherit' or isinstance(_v35, str) and _v35 == 'new'):
+                        raise _Invalid('enum', _v35)
+                if "ip4Addr" in _v32:
+                    _v32.remove("ip4Addr")
+                    _v36 = _v30["ip4Addr"]
+                    validate___definitions_stringarray(_v36)
+                if "ip6" in _v32:
+                    _v32.remove("ip6")
+                    _v37 = _v30["ip6"]
+                    if not (isinstance(_v37, str) and _v37 == 'disable' or isinstance(_v37, str) and _v37 == 'inherit' or isinstance(_v37, str) and _v37 == 'new'):
+                        raise _Invalid('enum', _v37)
+                if "ip6Addr" in _v32:
+                    _v32.remove("ip6Addr")
+                    _v38 = _v30["ip6Addr"]
+                    validate___definitions_stringarray(_v38)
+                if "vnet" in _v32:
+                    _v32.remove("vnet")
+                    _v39 = _v30["vnet"]
+                    if not (isinstance(_v39, str) and _v39 == 'inherit' or isinstance(_v39, str) and _v39 == 'new'):
+                        raise _Invalid('enum', _v39)
+                if "interface" in _v32:
+                    _v32.remove("interface")
+                    _v40 = _v30["interface"]
+                    if not isinstance(_v40, (str)):
+                        raise _Invalid('type', _v40)
+                if "vnetInterfaces" in _v32:
+                    _v32.remove("vnetInterfaces")
+                    _v41 = _v30["vnetInterfaces"]
+                    validate___definitions_stringarray(_v41)
+                if "sysvmsg" in _v32:
+                    _v32.remove("sysvmsg")
+                    _v42 = _v30["sysvmsg"]
+                    if not (isinstance(_v42, str) and _v42 == 'disable' or isinstance(_v42, str) and _v42 == 'inherit' or isinstance(_v42, str) and _v42 == 'new'):
+                        raise _Invalid('enum', _v42)
+                if "sysvsem" in _v32:
+                    _v32.remove("sysvsem")
+                    _v43 = _v30["sysvsem"]
+                    if not (isinstance(_v43, str) and _v43 == 'disable' or isinstance(_v43, str) and _v43 == 'inherit' or isinstance(_v43, str) and _v43 == 'new'):
+                        raise _Invalid('enum', _v43)
+                if "sysvshm" in _v32:
+                    _v32.remove("sysvshm")
+                    _v44 = _v30["sysvshm"]
+                    if not (isinstance(_v44, str) and _v44 == 'disable' or isinstance(_v44, str) and _v44 == 'inherit' or isinstance(_v44, str) and _v44 == 'new'):
+                        raise _Invalid('enum', _v44)
+                if "enforceStatfs" in _v32:
+                    _v32.remove("enforceStatfs")
+                    _v45 = _v30["enforceStatfs"]
+                    validate___definitions_uint8(_v45)
+                if "allow" in _v32:
+                    _v32.remove("allow")
+                    _v46 = _v30["allow"]
+                    if not isinstance(_v46, (dict)):
+                        raise _Invalid('type', _v46)
+                    _v47 = isinstance(_v46, dict)
+                    if _v47:
+                        _v48 = set(_v46.keys())
+                        if "setHostname" in _v48:
+                            _v48.remove("setHostname")
+                            _v49 = _v46["setHostname"]
+                            if not isinstance(_v49, (bool)):
+                                raise _Invalid('type', _v49)
+                        if "rawSockets" in _v48:
+                            _v48.remove("rawSockets")
+                            _v50 = _v46["rawSockets"]
+                            if not isinstance(_v50, (bool)):
+                                raise _Invalid('type', _v50)
+                        if "chflags" in _v48:
+                            _v48.remove("chflags")
+                            _v51 = _v46["chflags"]
+                            if not isinstance(_v51, (bool)):
+                                raise _Invalid('type', _v51)
+                        if "mount" in _v48:
+                            _v48.remove("mount")
+                            _v52 = _v46["mount"]
+                            validate___definitions_stringarray(_v52)
+                        if "quotas" in _v48:
+                            _v48.remove("quotas")
+                            _v53 = _v46["quotas"]
+                            if not isinstance(_v53, (bool)):
+                                raise _Invalid('type', _v53)
+                        if "socketAf" in _v48:
+                            _v48.remove("socketAf")
+                            _v54 = _v46["socketAf"]
+                            if not isinstance(_v54, (bool)):
+                                raise _Invalid('type', _v54)
+                        if "mlock" in _v48:
+                            _v48.remove("mlock")
+                            _v55 = _v46["mlock"]
+                            if not isinstance(_v55, (bool)):
+                                raise _Invalid('type', _v55)
+                        if "reservedPorts" in _v48:
+                            _v48.remove("reservedPorts")
+                            _v56 = _v46["reservedPorts"]
+                            if not isinstance(_v56, (bool)):
+                                raise _Invalid('type', _v56)
+                        if "suser" in _v48:
+                            _v48.remove("suser")
+                            _v57 = _v46["suser"]
+                            if not isinstance(_v57, (bool)):
+                                raise _Invalid('type', _v57)
+    return data
+
+def validate___definitions_uint8(data):
+    if not isinstance(data, (int)) or isinstance(data, bool):
+        raise _Invalid('type', data)
+    if isinstance(data, (int, float)) and not isinstance(data, bool):
+        if data < 0:
+            raise _Invalid('minimum', data)
+        if data > 255:
+            raise _Invalid('maximum', data)
+    return data
+
+def validate___definitions_zos(data):
+    if not isinstance(data, (dict)):
+        raise _Invalid('type', data)
+    _v0 = isinstance(data, dict)
+    if _v0:
+        _v2 = set(data.keys())
+        if "namespaces" in _v2:
+            _v2.remove("namespaces")
+            _v62 = data["namespaces"]
+            if not isinstance(_v62, (list, tuple)):
+                raise _Invalid('type', _v62)
+            _v63 = isinstance(_v62, (list, tuple))
+            if _v63:
+                _v64 = len(_v62)
+                for _v65, _v66 in enumerate(_v62):
+                    if not isinstance(_v66, (dict)):
+                        raise _Invalid('type', _v66)
+                    _v67 = isinstance(_v66, dict)
+                    if _v67:
+                        _v68 = set(['type']) - _v66.keys()
+                        if _v68:
+                            raise _Invalid('required', _v66)
+                        _v69 = set(_v66.keys())
+                        if "type" in _v69:
+                            _v69.remove("type")
+                            _v70 = _v66["type"]
+                            if not (isinstance(_v70, str) and _v70 == 'ipc' or isinstance(_v70, str) and _v70 == 'mount' or isinstance(_v70, str) and _v70 == 'pid' or isinstance(_v70, str) and _v70 == 'uts'):
+                                raise _Invalid('enum', _v70)
+                        if "path" in _v69:
+                            _v69.remove("path")
+                            _v71 = _v66["path"]
+                            if not isinstance(_v71, (str)):
+                                raise _Invalid('type', _v71)
+    return data
+
+def validate___definitions_vm(data):
+    if not isinstance(data, (dict)):
+        raise _Invalid('type', data)
+    _v0 = isinstance(data, dict)
+    if _v0:
+        _v1 = set(['kernel']) - data.keys()
+        if _v1:
+            raise _Invalid('required', data)
+        _v2 = set(data.keys())
+        if "hypervisor" in _v2:
+            _v2.remove("hypervisor")
+            _v72 = data["hypervisor"]
+            if not isinstance(_v72, (dict)):
+                raise _Invalid('type', _v72)
+            _v73 = isinstance(_v72, dict)
+            if _v73:
+                _v74 = set(['path']) - _v72.keys()
+                if _v74:
+                    raise _Invalid('required', _v72)
+                _v75 = set(_v72.keys())
+                if "path" in _v75:
+                    _v75.remove("path")
+                    _v76 = _v72["path"]
+                    if not isinstance(_v76, (str)):
+                        raise _Invalid('type', _v76)
+                if "parameters" in _v75:
+                    _v75.remove("parameters")
+                    _v77 = _v72["parameters"]
+                    validate___definitions_stringarray(_v77)
+        if "kernel" in _v2:
+            _v2.remove("kernel")
+            _v78 = data["kernel"]
+            if not isinstance(_v78, (dict)):
+                raise _Invalid('type', _v78)
+            _v79 = isinstance(_v78, dict)
+            if _v79:
+                _v80 = set(['path']) - _v78.keys()
+                if _v80:
+                    raise _Invalid('required', _v78)
+                _v81 = set(_v78.keys())
+                if "path" in _v81:
+                    _v81.remove("path")
+                    _v82 = _v78["path"]
+                    if not isinstance(_v82, (str)):
+                        raise _Invalid('type', _v82)
+                if "parameters" in _v81:
+                    _v81.remove("parameters")
+                    _v83 = _v78["parameters"]
+                    validate___definitions_stringarray(_v83)
+                if "initrd" in _v81:
+                    _v81.remove("initrd")
+                    _v84 = _v78["initrd"]
+                    if not isinstance(_v84, (str)):
+                        raise _Invalid('type', _v84)
+        if "image" in _v2:
+            _v2.remove("image")
+            _v85 = data["image"]
+            if not isinstance(_v85, (dict)):
+                raise _Invalid('type', _v85)
+            _v86 = isinstance(_v85, dict)
+            if _v86:
+                _v87 = set(['path', 'format']) - _v85.keys()
+                if _v87:
+                    raise _Invalid('required', _v85)
+                _v88 = set(_v85.keys())
+                if "path" in _v88:
+                    _v88.remove("path")
+                    _v89 = _v85["path"]
+                    if not isinstance(_v89, (str)):
+                        raise _Invalid('type', _v89)
+                if "format" in _v88:
+                    _v88.remove("format")
+                    _v90 = _v85["format"]
+                    if not (isinstance(_v90, str) and _v90 == 'qcow2' or isinstance(_v90, str) and _v90 == 'raw' or isinstance(_v90, str) and _v90 == 'vdi' or isinstance(_v90, str) and _v90 == 'vhd' or isinstance(_v90, str) and _v90 == 'vmdk'):
+                        raise _Invalid('enum', _v90)
+        if "hwConfig" in _v2:
+            _v2.remove("hwConfig")
+            _v91 = data["hwConfig"]
+            if not isinstance(_v91, (dict)):
+                raise _Invalid('type', _v91)
+            _v92 = isinstance(_v91, dict)
+            if _v92:
+                _v93 = set(_v91.keys())
+                if "deviceTree" in _v93:
+                    _v93.remove("deviceTree")
+                    _v94 = _v91["deviceTree"]
+                    if not isinstance(_v94, (str)):
+                        raise _Invalid('type', _v94)
+                if "vcpus" in _v93:
+                    _v93.remove("vcpus")
+                    _v95 = _v91["vcpus"]
+                    validate___definitions_uint32(_v95)
+                if "memory" in _v93:
+                    _v93.remove("memory")
+                    _v96 = _v91["memory"]
+                    validate___definitions_uint64(_v96)
+                if "dtdevs" in _v93:
+                    _v93.remove("dtdevs")
+                    _v97 = _v91["dtdevs"]
+                    validate___definitions_stringarray(_v97)
+                if "iomems" in _v93:
+                    _v93.remove("iomems")
+                    _v98 = _v91["iomems"]
+                    if not isinstance(_v98, (list, tuple)):
+                        raise _Invalid('type', _v98)
+                    _v99 = isinstance(_v98, (list, tuple))
+                    if _v99:
+                        _v100 = len(_v98)
+                        if _v100 > 0:
+                            _v101 = _v98[0]
+                            validate___definitions_vmiomem(_v101)
+                if "irqs" in _v93:
+                    _v93.remove("irqs")
+                    _v102 = _v91["irqs"]
+                    if not isinstance(_v102, (list, tuple)):
+                        raise _Invalid('type', _v102)
+                    _v103 = isinstance(_v102, (list, tuple))
+                    if _v103:
+                        _v104 = len(_v102)
+                        for _v105, _v106 in enumerate(_v102):
+                            validate___definitions_uint32(_v106)
+    return data
+
+def validate___definitions_vmiomem(data):
+    if not isinstance(data, (dict)):
+        raise _Invalid('type', data)
+    _v0 = isinstance(data, dict)
+    if _v0:
+        _v1 = set(['firstMFN', 'nrMFNs']) - data.keys()
+        if _v1:
+            raise _Invalid('required', data)
+        _v2 = set(data.keys())
+        if "firstGFN" in _v2:
+            _v2.remove("firstGFN")
+            _v107 = data["firstGFN"]
+            validate___definitions_uint64(_v107)
+        if "firstMFN" in _v2:
+            _v2.remove("firstMFN")
+            _v108 = data["firstMFN"]
+            validate___definitions_uint64(_v108)
+        if "nrMFNs" in _v2:
+            _v2.remove("nrMFNs")
+            _v109 = data["nrMFNs"]
+            validate___definitions_uint64(_v109)
+    return data
+
+def validate___definitions_solaris(data):
+    if not isinstance(data, (dict)):
+        raise _Invalid('type', data)
+    _v0 = isinstance(data, dict)
+    if _v0:
+        _v2 = set(data.keys())
+        if "milestone" in _v2:
+            _v2.remove("milestone")
+            _v110 = data["milestone"]
+            if not isinstance(_v110, (str)):
+                raise _Invalid('type', _v110)
+        if "limitpriv" in _v2:
+            _v2.remove("limitpriv")
+            _v111 = data["limitpriv"]
+            if not isinstance(_v111, (str)):
+                raise _Invalid('type', _v111)
+        if "maxShmMemory" in _v2:
+            _v2.remove("maxShmMemory")
+            _v112 = data["maxShmMemory"]
+            if not isinstance(_v112, (str)):
+                raise _Invalid('type', _v112)
+        if "cappedCPU" in _v2:
+            _v2.remove("cappedCPU")
+            _v113 = data["cappedCPU"]
+            if not isinstance(_v113, (dict)):
+                raise _Invalid('type', _v113)
+            _v114 = isinstance(_v113, dict)
+            if _v114:
+                _v115 = set(_v113.keys())
+                if "ncpus" in _v115:
+                    _v115.remove("ncpus")
+                    _v116 = _v113["ncpus"]
+                    if not isinstance(_v116, (str)):
+                        raise _Invalid('type', _v116)
+        if "cappedMemory" in _v2:
+            _v2.remove("cappedMemory")
+            _v117 = data["cappedMemory"]
+            if not isinstance(_v117, (dict)):
+                raise _Invalid('type', _v117)
+            _v118 = isinstance(_v117, dict)
+            if _v118:
+                _v119 = set(_v117.keys())
+                if "physical" in _v119:
+                    _v119.remove("physical")
+                    _v120 = _v117["physical"]
+                    if not isinstance(_v120, (str)):
+                        raise _Invalid('type', _v120)
+                if "swap" in _v119:
+                    _v119.remove("swap")
+                    _v121 = _v117["swap"]
+                    if not isinstance(_v121, (str)):
+                        raise _Invalid('type', _v121)
+        if "anet" in _v2:
+            _v2.remove("anet")
+            _v122 = data["anet"]
+            if not isinstance(_v122, (list, tuple)):
+                raise _Invalid('type', _v122)
+            _v123 = isinstance(_v122, (list, tuple))
+            if _v123:
+                _v124 = len(_v122)
+                for _v125, _v126 in enumerate(_v122):
+                    if not isinstance(_v126, (dict)):
+                        raise _Invalid('type', _v126)
+                    _v127 = isinstance(_v126, dict)
+                    if _v127:
+                        _v128 = set(_v126.keys())
+                        if "linkname" in _v128:
+                            _v128.remove("linkname")
+                            _v129 = _v126["linkname"]
+                            if not isinstance(_v129, (str)):
+                                raise _Invalid('type', _v129)
+                        if "lowerLink" in _v128:
+                            _v128.remove("lowerLink")
+                            _v130 = _v126["lowerLink"]
+                            if not isinstance(_v130, (str)):
+                                raise _Invalid('type', _v130)
+                        if "allowedAddress" in _v128:
+                            _v128.remove("allowedAddress")
+                            _v131 = _v126["allowedAddress"]
+                            if not isinstance(_v131, (str)):
+                                raise _Invalid('type', _v131)
+                        if "configureAllowedAddress" in _v128:
+                            _v128.remove("configureAllowedAddress")
+                            _v132 = _v126["configureAllowedAddress"]
+                            if not isinstance(_v132, (str)):
+                                raise _Invalid('type', _v132)
+                        if "defrouter" in _v128:
+                            _v128.remove("defrouter")
+                            _v133 = _v126["defrouter"]
+                            if not isinstance(_v133, (str)):
+                                raise _Invalid('type', _v133)
+                        if "macAddress" in _v128:
+                            _v128.remove("macAddress")
+                            _v134 = _v126["macAddress"]
+                            if not isinstance(_v134, (str)):
+                                raise _Invalid('type', _v134)
+                        if "linkProtection" in _v128:
+                            _v128.remove("linkProtection")
+                            _v135 = _v126["linkProtection"]
+                            if not isinstance(_v135, (str)):
+                                raise _Invalid('type', _v135)
+    return data
+
+def validate___definitions_windows(data):
+    if not isinstance(data, (dict)):
+        raise _Invalid('type', data)
+    _v0 = isinstance(data, dict)
+    if _v0:
+        _v1 = set(['layerFolders']) - data.keys()
+        if _v1:
+            raise _Invalid('required', data)
+        _v2 = set(data.keys())
+        if "layerFolders" in _v2:
+            _v2.remove("layerFolders")
+            _v136 = data["layerFolders"]
+            if not isinstance(_v136, (list, tuple)):
+                raise _Invalid('type', _v136)
+            _v137 = isinstance(_v136, (list, tuple))
+            if _v137:
+                _v138 = len(_v136)
+                if _v138 < 1:
+                    raise _Invalid('minItems', _v136)
+                for _v139, _v140 in enumerate(_v136):
+                    if not isinstance(_v140, (str)):
+                        raise _Invalid('type', _v140)
+        if "devices" in _v2:
+            _v2.remove("devices")
+            _v21 = data["devices"]
+            if not isinstance(_v21, (list, tuple)):
+                raise _Invalid('type', _v21)
+            _v22 = isinstance(_v21, (list, tuple))
+            if _v22:
+                _v23 = len(_v21)
+                for _v24, _v25 in enumerate(_v21):
+                    if not isinstance(_v25, (dict)):
+                        raise _Invalid('type', _v25)
+                    _v26 = isinstance(_v25, dict)
+                    if _v26:
+                        _v141 = set(['id', 'idType']) - _v25.keys()
+                        if _v141:
+                            raise _Invalid('required', _v25)
+                        _v27 = set(_v25.keys())
+                        if "id" in _v27:
+                            _v27.remove("id")
+                            _v142 = _v25["id"]
+                            if not isinstance(_v142, (str)):
+                                raise _Invalid('type', _v142)
+                        if "idType" in _v27:
+                            _v27.remove("idType")
+                            _v143 = _v25["idType"]
+                            if not (isinstance(_v143, str) and _v143 == 'class'):
+                                raise _Invalid('enum', _v143)
+        if "resources" in _v2:
+            _v2.remove("resources")
+            _v144 = data["resources"]
+            if not isinstance(_v144, (dict)):
+                raise _Invalid('type', _v144)
+            _v145 = isinstance(_v144, dict)
+            if _v145:
+                _v146 = set(_v144.keys())
+                if "memory" in _v146:
+                    _v146.remove("memory")
+                    _v147 = _v144["memory"]
+                    if not isinstance(_v147, (dict)):
+                        raise _Invalid('type', _v147)
+                    _v148 = isinstance(_v147, dict)
+                    if _v148:
+                        _v149 = set(_v147.keys())
+                        if "limit" in _v149:
+                            _v149.remove("limit")
+                            _v150 = _v147["limit"]
+                            validate___definitions_uint64(_v150)
+                if "cpu" in _v146:
+                    _v146.remove("cpu")
+                    _v151 = _v144["cpu"]
+                    if not isinstance(_v151, (dict)):
+                        raise _Invalid('type', _v151)
+                    _v152 = isinstance(_v151, dict)
+                    if _v152:
+                        _v153 = set(_v151.keys())
+                        if "count" in _v153:
+                            _v153.remove("count")
+                            _v154 = _v151["count"]
+                            validate___definitions_uint64(_v154)
+                        if "shares" in _v153:
+                            _v153.remove("shares")
+                            _v155 = _v151["shares"]
+                            validate___definitions_uint16(_v155)
+                        if "maximum" in _v153:
+                            _v153.remove("maximum")
+                            _v156 = _v151["maximum"]
+                            validate___definitions_uint16(_v156)
+                        if "affinity" in _v153:
+                            _v153.remove("affinity")
+                            _v157 = _v151["affinity"]
+                            if not isinstance(_v157, (dict)):
+                                raise _Invalid('type', _v157)
+                            _v158 = isinstance(_v157, dict)
+                            if _v158:
+                                _v159 = set(_v157.keys())
+                                if "mask" in _v159:
+                                    _v159.remove("mask")
+                                    _v160 = _v157["mask"]
+                                    validate___definitions_uint64(_v160)
+                                if "group" in _v159:
+                                    _v159.remove("group")
+                                    _v161 = _v157["group"]
+                                    validate___definitions_uint32(_v161)
+                if "storage" in _v146:
+                    _v146.remove("storage")
+                    _v162 = _v144["storage"]
+                    if not isinstance(_v162, (dict)):
+                        raise _Invalid('type', _v162)
+                    _v163 = isinstance(_v162, dict)
+                    if _v163:
+                        _v164 = set(_v162.keys())
+                        if "iops" in _v164:
+                            _v164.remove("iops")
+                            _v165 = _v162["iops"]
+                            validate___definitions_uint64(_v165)
+                        if "bps" in _v164:
+                            _v164.remove("bps")
+                            _v166 = _v162["bps"]
+                            validate___definitions_uint64(_v166)
+                        if "sandboxSize" in _v164:
+                            _v164.remove("sandboxSize")
+                            _v167 = _v162["sandboxSize"]
+                            validate___definitions_uint64(_v167)
+        if "network" in _v2:
+            _v2.remove("network")
+            _v168 = data["network"]
+            if not isinstance(_v168, (dict)):
+                raise _Invalid('type', _v168)
+            _v169 = isinstance(_v168, dict)
+            if _v169:
+                _v170 = set(_v168.keys())
+                if "endpointList" in _v170:
+                    _v170.remove("endpointList")
+                    _v171 = _v168["endpointList"]
+                    validate___definitions_stringarray(_v171)
+                if "allowUnqualifiedDNSQuery" in _v170:
+                    _v170.remove("allowUnqualifiedDNSQuery")
+                    _v172 = _v168["allowUnqualifiedDNSQuery"]
+                    if not isinstance(_v172, (bool)):
+                        raise _Invalid('type', _v172)
+                if "DNSSearchList" in _v170:
+                    _v170.remove("DNSSearchList")
+                    _v173 = _v168["DNSSearchList"]
+                    validate___definitions_stringarray(_v173)
+                if "networkSharedContainerName" in _v170:
+                    _v170.remove("networkSharedContainerName")
+                    _v174 = _v168["networkSharedContainerName"]
+                    if not isinstance(_v174, (str)):
+                        raise _Invalid('type', _v174)
+                if "networkNamespace" in _v170:
+                    _v170.remove("networkNamespace")
+                    _v175 = _v168["networkNamespace"]
+                    if not isinstance(_v175, (str)):
+                        raise _Invalid('type', _v175)
+        if "credentialSpec" in _v2:
+            _v2.remove("credentialSpec")
+            _v176 = data["credentialSpec"]
+            if not isinstance(_v176, (dict)):
+                raise _Invalid('type', _v176)
+        if "servicing" in _v2:
+            _v2.remove("servicing")
+            _v177 = data["servicing"]
+            if not isinstance(_v177, (bool)):
+                raise _Invalid('type', _v177)
+        if "ignoreFlushesDuringBoot" in _v2:
+            _v2.remove("ignoreFlushesDuringBoot")
+            _v178 = data["ignoreFlushesDuringBoot"]
+            if not isinstance(_v178, (bool)):
+                raise _Invalid('type', _v178)
+        if "hyperv" in _v2:
+            _v2.remove("hyperv")
+            _v179 = data["hyperv"]
+            if not isinstance(_v179, (dict)):
+                raise _Invalid('type', _v179)
+            _v180 = isinstance(_v179, dict)
+            if _v180:
+                _v181 = set(_v179.keys())
+                if "utilityVMPath" in _v181:
+                    _v181.remove("utilityVMPath")
+                    _v182 = _v179["utilityVMPath"]
+                    if not isinstance(_v182, (str)):
+                        raise _Invalid('type', _v182)
+    return data
+'''

@@ -21,13 +21,20 @@ _MAX_VALUE = 60
 
 def validate_config(doc):
     """Raise ConfigError (one line per problem) unless doc is a valid runtime-spec 1.3 config."""
+    rejected = None
     if _fast is not None:
         try:
             _fast.validate(doc)
             return
-        except Exception:  # _Invalid, or anything odd: let jsonschema judge and explain
-            pass
-    problems = config_problems(doc)
+        except Exception as e:  # _Invalid, or anything odd: let jsonschema judge and explain
+            rejected = e
+    try:
+        problems = config_problems(doc)
+    except ImportError:  # no jsonschema: say what the fast path saw
+        if rejected is None:
+            raise
+        rule, value = getattr(rejected, "rule", type(rejected).__name__), getattr(rejected, "value", None)
+        raise ConfigError([f"/: schema check {rule!r} failed on {show(value)} (install jsonschema for details)"])
     if problems:
         raise ConfigError(problems)
 
@@ -55,11 +62,19 @@ def schema_problems(name, doc):
 
 def schema(name):
     """The parsed spec/<name>-schema.json (name: config, state or features)."""
-    from importlib.resources import files
+    import os
 
     from . import jsonio
 
-    return jsonio.loads(files("ocirun.spec").joinpath(f"{name}-schema.json").read_bytes())
+    fname = f"{name}-schema.json"
+    try:
+        from importlib.resources import files
+
+        data = files("ocirun.spec").joinpath(fname).read_bytes()
+    except ImportError:  # a source tree on sys.path without the package mapping: spec/ sits beside ocirun/
+        with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "spec", fname), "rb") as f:
+            data = f.read()
+    return jsonio.loads(data)
 
 
 def _validator(name):
@@ -96,7 +111,16 @@ def _leaf(err):
     from jsonschema.exceptions import best_match
 
     while err.validator in ("anyOf", "oneOf") and err.context:
-        err = best_match(err.context)
+        ctx = list(err.context)
+        # A branch whose top-level "type" did not even match is not what the author meant; among the others,
+        # the deepest error names the real field.
+        wrong_type = {e.relative_schema_path[0] for e in ctx if e.validator == "type" and not e.relative_path}
+        meant = [e for e in ctx if e.relative_schema_path[0] not in wrong_type]
+        if meant:
+            depth = max(len(e.relative_path) for e in meant)
+            err = best_match([e for e in meant if len(e.relative_path) == depth])
+        else:
+            err = best_match(ctx)
     return err
 
 
