@@ -1,0 +1,395 @@
+"""cgroup v1 driver (also handles the hybrid layout: v1 controllers + a cgroup2 mount, e.g. /sys/fs/cgroup/unified,
+in which the container is placed as well, like runc does).
+
+Every hierarchy mounted under `root` is joined: one entry per mount, named after its directory ("cpu",
+"cpu,cpuacct", "memory", "systemd" for name=systemd, "unified" for the cgroup2 mount in hybrid mode).
+"""
+import os
+
+from . import CgroupError
+from . import common as C
+
+_FROZEN, _THAWED = "FROZEN", "THAWED"
+
+
+class V1Manager:
+    version = 1
+
+    def __init__(self, container_id, inner, root, hierarchies, created=None, cgroups_path=None):
+        self.id = container_id
+        self.inner = inner
+        self.root = root
+        # [name, mountpoint, fstype, controllers, dir]
+        self.hierarchies = [list(h) for h in hierarchies]
+        self.created = list(created or [])
+        self.cgroups_path = cgroups_path
+        self._by_ctrl = None
+
+    # ------------------------------------------------------------------------------------------ construction
+
+    @classmethod
+    def discover(cls, container_id, inner, root, mounts, own):
+        own_by_ctrl, own_v2 = {}, None
+        for hid, ctrls, p in own:
+            if hid == "0" and not ctrls:
+                own_v2 = p
+            for c in ctrls:
+                own_by_ctrl[c] = p
+        hiers, seen = [], set()
+        for mp, mroot, fstype, opts in mounts:
+            if mp == root or not C.under(mp, root):
+                continue
+            if fstype == "cgroup":
+                ctrls = [o for o in opts if o in own_by_ctrl]
+                if not ctrls:
+                    continue
+                key = tuple(sorted(ctrls))
+                ownp = own_by_ctrl[ctrls[0]]
+            else:
+                ctrls, key, ownp = [], ("",), own_v2 or "/"
+            if key in seen:
+                continue
+            seen.add(key)
+            if inner.startswith("/"):
+                d = C.join(mp, inner)
+            else:
+                d = C.join(C.join(mp, C.rel_own(ownp, mroot)), inner)
+            hiers.append([os.path.basename(mp), mp, fstype, ctrls, d])
+        if not hiers:
+            raise CgroupError(f"no cgroup hierarchy is mounted under {root} (see /proc/self/mountinfo)")
+        if not any(h[2] == "cgroup" for h in hiers):
+            raise CgroupError(f"{root} has only a cgroup2 mount below it and is not itself cgroup2: unsupported layout")
+        return cls(container_id, inner, root, hiers)
+
+    @classmethod
+    def from_dict(cls, d):
+        try:
+            return cls(d["id"], d["inner"], d["root"], d["hierarchies"], d.get("created"), d.get("cgroupsPath"))
+        except (KeyError, TypeError):
+            raise CgroupError("container state: invalid cgroup v1 record") from None
+
+    def to_dict(self):
+        return {"version": 1, "id": self.id, "inner": self.inner, "root": self.root,
+                "hierarchies": [list(h) for h in self.hierarchies], "created": list(self.created)}
+
+    # ------------------------------------------------------------------------------------------ lookups
+
+    @property
+    def by_ctrl(self):
+        if self._by_ctrl is None:
+            m = {}
+            for name, _mp, fstype, ctrls, d in self.hierarchies:
+                if fstype == "cgroup2":
+                    m[""] = d
+                for c in ctrls:
+                    m[c] = d
+                    if c.startswith("name="):
+                        m[c[5:]] = d
+            self._by_ctrl = m
+        return self._by_ctrl
+
+    def path(self, controller):
+        """The container's directory in the hierarchy of `controller` ("" = the unified one), or None."""
+        return self.by_ctrl.get(controller)
+
+    def paths(self):
+        return {h[0]: h[4] for h in self.hierarchies}
+
+    def mount_plan(self):
+        return [(h[0], h[4]) for h in self.hierarchies]
+
+    def _pid_dir(self):
+        for c in ("devices", "pids", "memory", "freezer"):
+            d = self.by_ctrl.get(c)
+            if d:
+                return d
+        return self.hierarchies[0][4]
+
+    # ------------------------------------------------------------------------------------------ create
+
+    def create(self):
+        try:
+            for h in self.hierarchies:
+                C.make_dirs(h[4], self.created, stop=h[1])
+            cs = self.by_ctrl.get("cpuset")
+            if cs:
+                self._cpuset_populate(cs)
+        except CgroupError:
+            self._undo()
+            raise
+        except OSError as e:
+            self._undo()
+            raise CgroupError(f"cannot create cgroup {getattr(e, 'filename', '') or ''}: {C.reason(e)}") from None
+
+    def _undo(self):
+        C.remove_dirs(self.created, timeout=0.2)
+        self.created = []
+
+    def _cpuset_populate(self, leaf):
+        """A new v1 cpuset cgroup starts with empty cpuset.cpus/mems and refuses tasks: copy them down from the
+        nearest populated ancestor into every empty directory on the way (the ones we just made, normally)."""
+        mine = [d for d in self.created if C.under(leaf, d)]
+        if not mine:
+            cur = C.try_read(leaf, "cpuset.cpus", "x").strip()
+            mems = C.try_read(leaf, "cpuset.mems", "x").strip()
+            if cur and mems:
+                return
+            mine = [leaf]
+        top = mine[0]
+        mp = next(h[1] for h in self.hierarchies if "cpuset" in h[3])
+        # climb to the nearest populated ancestor
+        chain, d = [], os.path.dirname(top)
+        cpus = mems = ""
+        while True:
+            cpus = C.try_read(d, "cpuset.cpus", "").strip()
+            mems = C.try_read(d, "cpuset.mems", "").strip()
+            if (cpus and mems) or d == mp or not C.under(d, mp):
+                break
+            chain.append(d)
+            d = os.path.dirname(d)
+        for d in reversed(chain):           # empty existing ancestors (someone else's), top-down
+            self._cpuset_write(d, cpus, mems)
+        for d in mine:
+            self._cpuset_write(d, cpus, mems)
+
+    def _cpuset_write(self, d, cpus, mems):
+        for f, v in (("cpuset.cpus", cpus), ("cpuset.mems", mems)):
+            try:
+                C.write_file(d, f, v or "\n")
+            except OSError as e:
+                raise CgroupError(f"cannot initialise {d}/{f} from its parent: {C.reason(e)}") from None
+
+    # ------------------------------------------------------------------------------------------ resources
+
+    def apply(self, resources, default_devices=True):
+        """Configure the container's cgroups from linux.resources (raw dict; None = only the device rules)."""
+        self._set(resources, update=False, default_devices=default_devices)
+
+    def update(self, resources, default_devices=True):
+        """`ocirun update`: like apply, but device rules are only touched when given, and changed without a
+        window where every device is denied (the transition is computed from devices.list)."""
+        self._set(resources, update=True, default_devices=default_devices)
+
+    def _set(self, resources, update, default_devices):
+        from . import devices, resources as R
+
+        res = resources or {}
+        if not isinstance(res, dict):
+            raise CgroupError(f"{C.RES}: must be an object")
+        mem_dir = self.by_ctrl.get("memory")
+        ops = R.plan_v1(res, update=update, created_memory=bool(mem_dir and mem_dir in self.created))
+        dev_writes = []
+        if not update or "devices" in res:
+            model = devices.build(res.get("devices"), default_devices)
+            ddir = self.by_ctrl.get("devices")
+            if ddir is None:
+                if not devices.is_allow_all(model):
+                    raise CgroupError(f"{devices.FIELD}: the devices cgroup controller is not mounted on this host")
+            else:
+                current = None
+                if update:
+                    txt = C.try_read(ddir, "devices.list")
+                    current = devices.from_list(txt) if txt is not None else None
+                dev_writes = devices.transition(model, current)
+        # resolve directories before writing anything
+        todo = []
+        for ctrl, fname, value, field in ops:
+            d = self.by_ctrl.get(ctrl)
+            if d is None and ctrl == "hugetlb":
+                u = self._unified_hugetlb(value, field)
+                if u is not None:
+                    todo.append((u[0], None, u[1], field))
+                    continue
+            if d is None:
+                what = fname or ctrl + ".*"
+                raise CgroupError(f"{field}: cannot write {what}: no such file (cgroup controller {ctrl} "
+                                  "is not mounted on this host)")
+            todo.append((d, fname, value, field))
+        cpuset = [t for t in todo if t[1] and t[1].startswith("cpuset.")]
+        rest = [t for t in todo if not (t[1] and t[1].startswith("cpuset."))]
+        for t in cpuset:
+            self._do(*t)
+        ddir = self.by_ctrl.get("devices")
+        for fname, line in dev_writes:
+            C.write_or_raise(ddir, fname, line, devices.FIELD)
+        for t in rest:
+            self._do(*t)
+
+    def _do(self, d, fname, value, field):
+        if fname is None:
+            value(d, self)
+        else:
+            C.write_or_raise(d, fname, value, field)
+
+    def _unified_hugetlb(self, op, field):
+        """Hybrid hosts may carry hugetlb on the cgroup2 mount only: enable it down to the container there."""
+        from .resources import hugetlb_v2
+
+        udir = self.by_ctrl.get("")
+        if udir is None or not hasattr(op, "hugetlb"):
+            return None
+        mp = next(h[1] for h in self.hierarchies if h[2] == "cgroup2")
+        avail = C.try_read(mp, "cgroup.controllers", "").split()
+        if "hugetlb" not in avail:
+            return None
+        chain, d = [], os.path.dirname(udir)
+        while C.under(d, mp):
+            chain.append(d)
+            if d == mp:
+                break
+            d = os.path.dirname(d)
+        for d in reversed(chain):
+            if "hugetlb" not in C.try_read(d, "cgroup.subtree_control", "").split():
+                try:
+                    C.write_file(d, "cgroup.subtree_control", "+hugetlb")
+                except OSError as e:
+                    raise CgroupError(f"{field}: cannot enable hugetlb in {d}/cgroup.subtree_control: "
+                                      f"{C.reason(e)}") from None
+        label, limit = op.hugetlb
+        return (udir, hugetlb_v2(label, limit, field))
+
+    # ------------------------------------------------------------------------------------------ processes
+
+    def add_pid(self, pid):
+        s = str(pid)
+        for h in self.hierarchies:
+            try:
+                C.write_file(h[4], "cgroup.procs", s)
+            except OSError as e:
+                raise CgroupError(f"cannot add process {pid} to cgroup {h[4]} (cgroup.procs): {C.reason(e)}") from None
+
+    def pids(self):
+        d = self._pid_dir()
+        if not os.path.isdir(d):
+            return []
+        return C.procs_recursive(d)
+
+    def signal_all(self, sig):
+        """kill --all: freeze (so nothing forks meanwhile), signal every process, thaw."""
+        fz = self.by_ctrl.get("freezer")
+        froze = False
+        if fz and not self.is_frozen():
+            try:
+                self.freeze()
+                froze = True
+            except CgroupError:
+                froze = False
+        try:
+            C.kill_pids(self.pids(), sig)
+        finally:
+            if froze:
+                self.thaw()
+
+    # ------------------------------------------------------------------------------------------ freezer
+
+    def freeze(self):
+        import time
+
+        d = self.by_ctrl.get("freezer")
+        if not d:
+            raise CgroupError("cannot freeze: the freezer cgroup controller is not mounted on this host")
+        try:
+            for i in range(1000):
+                if i % 50 == 49:
+                    # A stubborn FREEZING (new tasks keep arriving): thaw, breathe, retry.
+                    C.write_file(d, "freezer.state", _THAWED)
+                    time.sleep(0.01)
+                C.write_file(d, "freezer.state", _FROZEN)
+                st = C.read_file(d, "freezer.state").strip()
+                if st == _FROZEN:
+                    return
+                if st != "FREEZING":
+                    raise CgroupError(f"cannot freeze {d}: unexpected freezer.state {st!r}")
+                if i % 25 == 24:
+                    time.sleep(0.0001)
+        except OSError as e:
+            self._thaw_quiet(d)
+            raise CgroupError(f"cannot freeze {d} (freezer.state): {C.reason(e)}") from None
+        self._thaw_quiet(d)
+        raise CgroupError(f"cannot freeze {d}: stuck in FREEZING")
+
+    def _thaw_quiet(self, d):
+        try:
+            C.write_file(d, "freezer.state", _THAWED)
+        except OSError:
+            pass
+
+    def thaw(self):
+        d = self.by_ctrl.get("freezer")
+        if not d:
+            raise CgroupError("cannot thaw: the freezer cgroup controller is not mounted on this host")
+        C.write_or_raise(d, "freezer.state", _THAWED, "freezer")
+
+    def is_frozen(self):
+        d = self.by_ctrl.get("freezer")
+        if not d:
+            return False
+        st = C.try_read(d, "freezer.state", "")
+        return st.strip() in (_FROZEN, "FREEZING")
+
+    # ------------------------------------------------------------------------------------------ destroy
+
+    def destroy(self, force=False, timeout=5.0):
+        """Kill what is left (only if the cgroup is ours, or force), then rmdir the directories we created,
+        deepest first. Idempotent."""
+        import signal
+
+        d = self._pid_dir()
+        if os.path.isdir(d) and (force or d in self.created):
+            pids = C.procs_recursive(d)
+            if pids:
+                C.kill_pids(pids, signal.SIGKILL)
+                fz = self.by_ctrl.get("freezer")
+                if fz and self.is_frozen():
+                    self._thaw_quiet(fz)        # frozen tasks cannot die
+                left = C.wait_empty(lambda: C.procs_recursive(d), timeout, signal.SIGKILL)
+                if left:
+                    raise CgroupError(f"cannot destroy cgroup {d}: processes {left[:5]} did not exit "
+                                      f"within {timeout:g}s of SIGKILL")
+        left = C.remove_dirs(self.created)
+        if left:
+            bad, err = left[0]
+            self.created = [x for x, _e in left]
+            raise CgroupError(f"cannot remove cgroup {bad}: {C.reason(err)}")
+        self.created = []
+
+    # ------------------------------------------------------------------------------------------ stats
+
+    def stats(self):
+        out = {}
+        m = self.by_ctrl.get("memory")
+        if m:
+            def md(prefix):
+                r = {}
+                for k, f in (("usage", "usage_in_bytes"), ("max", "max_usage_in_bytes"), ("failcnt", "failcnt"),
+                             ("limit", "limit_in_bytes")):
+                    v = C.to_int(C.try_read(m, f"{prefix}.{f}"))
+                    if v is not None:
+                        r[k] = v
+                return r
+            out["memory"] = {"usage": md("memory"), "swap": md("memory.memsw"), "kernel": md("memory.kmem"),
+                             "kernelTCP": md("memory.kmem.tcp"),
+                             "raw": C.key_values(C.try_read(m, "memory.stat", ""))}
+        p = self.by_ctrl.get("pids")
+        if p:
+            cur = C.to_int(C.try_read(p, "pids.current"))
+            lim = C.try_read(p, "pids.max", "").strip()
+            out["pids"] = {"current": cur or 0, "limit": 0 if lim in ("max", "") else int(lim)}
+        ca = self.by_ctrl.get("cpuacct")
+        cpu = {}
+        if ca:
+            usage = {"total": C.to_int(C.try_read(ca, "cpuacct.usage")) or 0,
+                     "percpu": [int(x) for x in C.try_read(ca, "cpuacct.usage_percpu", "").split()]}
+            st = C.key_values(C.try_read(ca, "cpuacct.stat", ""))
+            hz = os.sysconf("SC_CLK_TCK") or 100
+            usage["user"] = st.get("user", 0) * 1000000000 // hz
+            usage["kernel"] = st.get("system", 0) * 1000000000 // hz
+            cpu["usage"] = usage
+        c = self.by_ctrl.get("cpu")
+        if c:
+            st = C.key_values(C.try_read(c, "cpu.stat", ""))
+            cpu["throttling"] = {"periods": st.get("nr_periods", 0), "throttledPeriods": st.get("nr_throttled", 0),
+                                 "throttledTime": st.get("throttled_time", 0)}
+        if cpu:
+            out["cpu"] = cpu
+        return out

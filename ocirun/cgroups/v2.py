@@ -1,0 +1,257 @@
+"""cgroup v2 (unified) driver.
+
+Device rules: v2 has no devices.* files; access control needs an eBPF program attached to the cgroup (a later
+job). Until then the rules are validated and evaluated exactly as on v1 (so a bad rule fails the same way), the
+resulting model is kept in `device_rules` (and in to_dict()) for the eBPF program, and *not enforced*.
+`DEVICES_ENFORCED` tells callers so.
+"""
+import os
+
+from . import CgroupError
+from . import common as C
+
+DEVICES_ENFORCED = False
+
+
+class V2Manager:
+    version = 2
+
+    def __init__(self, container_id, inner, root, path, created=None, device_rules=None):
+        self.id = container_id
+        self.inner = inner
+        self.root = root
+        self.dir = path
+        self.created = list(created or [])
+        self.device_rules = device_rules
+
+    @classmethod
+    def discover(cls, container_id, inner, root, mounts, own):
+        mroot = "/"
+        for mp, r, fstype, _o in mounts:
+            if mp == root and fstype == "cgroup2":
+                mroot = r
+                break
+        if inner.startswith("/"):
+            d = C.join(root, inner)
+        else:
+            ownp = "/"
+            for hid, ctrls, p in own:
+                if hid == "0" and not ctrls:
+                    ownp = p
+            # The own cgroup has processes in it, so controllers cannot be enabled below it: use its parent.
+            parent = os.path.dirname(C.rel_own(ownp, mroot).rstrip("/") or "/") or "/"
+            d = C.join(C.join(root, parent), inner)
+        return cls(container_id, inner, root, d)
+
+    @classmethod
+    def from_dict(cls, d):
+        try:
+            return cls(d["id"], d["inner"], d["root"], d["path"], d.get("created"), d.get("deviceRules"))
+        except (KeyError, TypeError):
+            raise CgroupError("container state: invalid cgroup v2 record") from None
+
+    def to_dict(self):
+        d = {"version": 2, "id": self.id, "inner": self.inner, "root": self.root, "path": self.dir,
+             "created": list(self.created)}
+        if self.device_rules is not None:
+            d["deviceRules"] = self.device_rules
+        return d
+
+    def path(self, controller=""):
+        return self.dir
+
+    def paths(self):
+        return {"": self.dir}
+
+    def mount_plan(self):
+        return [("", self.dir)]
+
+    # ------------------------------------------------------------------------------------------ create
+
+    def create(self):
+        try:
+            C.make_dirs(self.dir, self.created, stop=self.root)
+            self._enable_controllers()
+        except CgroupError:
+            self._undo()
+            raise
+        except OSError as e:
+            self._undo()
+            raise CgroupError(f"cannot create cgroup {getattr(e, 'filename', '') or self.dir}: {C.reason(e)}") from None
+
+    def _undo(self):
+        C.remove_dirs(self.created, timeout=0.2)
+        self.created = []
+
+    def _enable_controllers(self):
+        """Enable every available controller in each ancestor's cgroup.subtree_control, root first."""
+        chain, d = [], os.path.dirname(self.dir)
+        while C.under(d, self.root):
+            chain.append(d)
+            if d == self.root:
+                break
+            d = os.path.dirname(d)
+        for d in reversed(chain):
+            avail = C.try_read(d, "cgroup.controllers", "").split()
+            have = set(C.try_read(d, "cgroup.subtree_control", "").split())
+            missing = [c for c in avail if c not in have]
+            if not missing:
+                continue
+            try:
+                C.write_file(d, "cgroup.subtree_control", " ".join("+" + c for c in missing))
+            except OSError as e:
+                if e.errno == 16:   # EBUSY: processes in d ("no internal processes" rule)
+                    raise CgroupError(f"cannot enable controllers in {d}/cgroup.subtree_control: the cgroup has "
+                                      "processes in it (use a cgroupsPath outside the runtime's own cgroup)") from None
+                for c in missing:     # enable what can be enabled; apply() reports what is missing and needed
+                    try:
+                        C.write_file(d, "cgroup.subtree_control", "+" + c)
+                    except OSError:
+                        pass
+
+    # ------------------------------------------------------------------------------------------ resources
+
+    def apply(self, resources, default_devices=True):
+        self._set(resources, False, default_devices)
+
+    def update(self, resources, default_devices=True):
+        self._set(resources, True, default_devices)
+
+    def _set(self, resources, update, default_devices):
+        from . import devices, resources as R
+
+        res = resources or {}
+        if not isinstance(res, dict):
+            raise CgroupError(f"{C.RES}: must be an object")
+        ops = R.plan_v2(res, update=update)
+        if not update or "devices" in res:
+            model = devices.build(res.get("devices"), default_devices)
+            self.device_rules = model.to_list()
+        if not ops:
+            return
+        ctrls = None
+        for ctrl, fname, _v, field in ops:
+            if not ctrl:
+                continue
+            if ctrls is None:
+                ctrls = set(C.try_read(self.dir, "cgroup.controllers", "").split())
+            if ctrl not in ctrls:
+                what = fname or ctrl + ".*"
+                raise CgroupError(f"{field}: cannot write {what}: cgroup controller {ctrl} is not available in "
+                                  f"{self.dir} (missing from cgroup.controllers)")
+        for ctrl, fname, value, field in ops:
+            if fname is None:
+                value(self.dir, self)
+            else:
+                C.write_or_raise(self.dir, fname, value, field)
+
+    # ------------------------------------------------------------------------------------------ processes
+
+    def add_pid(self, pid):
+        try:
+            C.write_file(self.dir, "cgroup.procs", str(pid))
+        except OSError as e:
+            raise CgroupError(f"cannot add process {pid} to cgroup {self.dir} (cgroup.procs): {C.reason(e)}") from None
+
+    def pids(self):
+        if not os.path.isdir(self.dir):
+            return []
+        return C.procs_recursive(self.dir)
+
+    def signal_all(self, sig):
+        import signal
+
+        if sig == signal.SIGKILL and os.path.exists(self.dir + "/cgroup.kill"):
+            C.write_or_raise(self.dir, "cgroup.kill", "1", "kill")
+            return
+        froze = False
+        if not self.is_frozen():
+            try:
+                self.freeze()
+                froze = True
+            except CgroupError:
+                pass
+        try:
+            C.kill_pids(self.pids(), sig)
+        finally:
+            if froze:
+                self.thaw()
+
+    # ------------------------------------------------------------------------------------------ freezer
+
+    def freeze(self, timeout=2.0):
+        import time
+
+        C.write_or_raise(self.dir, "cgroup.freeze", "1", "freeze")
+        deadline = time.monotonic() + timeout
+        while True:
+            ev = C.key_values(C.try_read(self.dir, "cgroup.events", ""))
+            if ev.get("frozen", 1) == 1:
+                return
+            if time.monotonic() >= deadline:
+                self._write_quiet("cgroup.freeze", "0")
+                raise CgroupError(f"cannot freeze {self.dir}: cgroup.events did not report frozen "
+                                  f"within {timeout:g}s")
+            time.sleep(0.001)
+
+    def _write_quiet(self, f, v):
+        try:
+            C.write_file(self.dir, f, v)
+        except OSError:
+            pass
+
+    def thaw(self):
+        C.write_or_raise(self.dir, "cgroup.freeze", "0", "thaw")
+
+    def is_frozen(self):
+        return (C.try_read(self.dir, "cgroup.freeze", "0") or "0").strip() == "1"
+
+    # ------------------------------------------------------------------------------------------ destroy
+
+    def destroy(self, force=False, timeout=5.0):
+        import signal
+
+        d = self.dir
+        if os.path.isdir(d) and (force or d in self.created):
+            if C.procs_recursive(d):
+                if os.path.exists(d + "/cgroup.kill"):
+                    self._write_quiet("cgroup.kill", "1")
+                else:
+                    C.kill_pids(C.procs_recursive(d), signal.SIGKILL)
+                if self.is_frozen():
+                    self._write_quiet("cgroup.freeze", "0")
+                left = C.wait_empty(lambda: C.procs_recursive(d), timeout, signal.SIGKILL)
+                if left:
+                    raise CgroupError(f"cannot destroy cgroup {d}: processes {left[:5]} did not exit "
+                                      f"within {timeout:g}s of SIGKILL")
+        left = C.remove_dirs(self.created)
+        if left:
+            bad, err = left[0]
+            self.created = [x for x, _e in left]
+            raise CgroupError(f"cannot remove cgroup {bad}: {C.reason(err)}")
+        self.created = []
+
+    # ------------------------------------------------------------------------------------------ stats
+
+    def stats(self):
+        d = self.dir
+        out = {}
+        cur = C.to_int(C.try_read(d, "memory.current"))
+        if cur is not None:
+            lim = C.try_read(d, "memory.max", "max").strip()
+            out["memory"] = {"usage": {"usage": cur, "max": C.to_int(C.try_read(d, "memory.peak")) or 0,
+                                       "limit": 0 if lim == "max" else int(lim)},
+                             "swap": {"usage": C.to_int(C.try_read(d, "memory.swap.current")) or 0},
+                             "raw": C.key_values(C.try_read(d, "memory.stat", ""))}
+        pc = C.to_int(C.try_read(d, "pids.current"))
+        if pc is not None:
+            lim = C.try_read(d, "pids.max", "max").strip()
+            out["pids"] = {"current": pc, "limit": 0 if lim in ("max", "") else int(lim)}
+        st = C.key_values(C.try_read(d, "cpu.stat", ""))
+        if st:
+            out["cpu"] = {"usage": {"total": st.get("usage_usec", 0) * 1000, "user": st.get("user_usec", 0) * 1000,
+                                    "kernel": st.get("system_usec", 0) * 1000},
+                          "throttling": {"periods": st.get("nr_periods", 0),
+                                         "throttledPeriods": st.get("nr_throttled", 0),
+                                         "throttledTime": st.get("throttled_usec", 0) * 1000}}
+        return out
