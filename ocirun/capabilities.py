@@ -98,8 +98,11 @@ def apply_sets(r, sys=S.SYS, kernel_last=None):
         try:
             sys.ambient_raise(cap)
         except OSError as e:
-            raise OciError(f"process.capabilities.ambient: cannot raise {_name(cap)}: {os.strerror(e.errno)} "
-                           f"(an ambient capability must also be permitted and inheritable)") from None
+            # runc warns and goes on: an ambient capability must also be permitted and inheritable
+            from . import log
+
+            log.debug(f"process.capabilities.ambient: can't raise {_name(cap)}: {os.strerror(e.errno)} "
+                        f"(it must also be permitted and inheritable)")
 
 
 def _name(cap):

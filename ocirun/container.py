@@ -13,6 +13,7 @@ from . import config as C
 from . import namespaces, protocol, rootfs, state as St
 from . import syscalls as S
 from .errors import NotFoundError, OciError, StateError
+from .log import trace
 
 SIGKILL = 9
 SIGTERM = 15
@@ -303,7 +304,12 @@ class _Creator:
             raise OciError("cannot use console socket if ocirun will not allocate tty")
 
     def run(self, start):
+        trace("parent: begin")
+        from . import cgroups
+
+        self.primer = cgroups.prime_attach() if not self.opts.systemd_cgroup else None
         self.load()
+        trace("parent: config loaded")
         fg = start and not self.opts.detach
         if self.opts.console_socket:
             try:
@@ -342,6 +348,7 @@ class _Creator:
         self.store.write(self.c.id, self._record("creating"))
         self.mgr.create()
         self.mgr.apply(lin.resources)
+        trace("parent: cgroup ready")
         if fg:
             S.SYS.prctl(S.PR_SET_CHILD_SUBREAPER, 1)
         pchan, cchan = protocol.Channel.pair()
@@ -378,6 +385,14 @@ class _Creator:
             elif t == "pid":
                 self.init_pid = m["pid"]
                 self.init_start = St.proc_start_time(self.init_pid)
+                # Placing a process in a v1 cgroup waits for an RCU grace period (1-12 ms here): do it from
+                # the parent while the init sets up its rootfs; the init waits for "placed" only when it
+                # needs its cgroup (cgroup namespace, cgroup mounts, pivot_root).
+                trace("parent: got pid")
+                if self.mgr is not None:
+                    self.mgr.add_pid(self.init_pid)
+                chan.send("placed")
+                trace("parent: init placed")
             elif t == "hooks":
                 from . import hooks
 
@@ -390,6 +405,7 @@ class _Creator:
                     raise OciError(str(e)) from None
                 chan.send("go")
             elif t == "ready":
+                trace("parent: ready")
                 break
             elif t == "error":
                 raise OciError(m.get("msg", "container init failed"))
@@ -397,6 +413,9 @@ class _Creator:
                 raise OciError(f"internal error: unexpected message {t!r} from the container init")
         if self.stage1 != self.init_pid:
             _reap(self.stage1)
+        if self.primer:
+            _reap(self.primer)
+            self.primer = None
         self.stage1 = None
         self.store.write(self.c.id, self._record("created"))
         if self.opts.pid_file:
@@ -422,6 +441,8 @@ class _Creator:
         return "container init exited during create without reporting an error"
 
     def _cleanup(self):
+        if getattr(self, "primer", None):
+            _reap(self.primer)
         if self.init_pid:
             _kill_wait(self.init_pid, self.init_start)
         if self.stage1:
@@ -457,6 +478,7 @@ class _Creator:
             except (OSError, ValueError):
                 pass
         status = None
+        trace("parent: waiting")
         while True:
             try:
                 wpid, st = os.waitpid(-1, 0)
@@ -471,12 +493,14 @@ class _Creator:
             code = 128 + os.WTERMSIG(status)
         else:
             code = os.WEXITSTATUS(status)
+        trace("parent: exited")
         if not self.opts.keep:
             lock = self.store.open(self.c.id)
             try:
                 _destroy(self.store, self.c.id, self.store.read(self.c.id), "stopped")
             finally:
                 lock.release()
+        trace("parent: deleted")
         return code
 
 
@@ -526,8 +550,6 @@ def _internal(e):
 
 def _stage1(cr, chan, join_fds):
     sys = S.SYS
-    if cr.mgr is not None:
-        cr.mgr.add_pid(os.getpid())
     os.umask(0)
     namespaces.join(join_fds)
     plan = cr.plan
@@ -541,7 +563,7 @@ def _stage1(cr, chan, join_fds):
         except OSError:
             pass
     sys.prctl(S.PR_SET_DUMPABLE, 0)
-    flags = plan.unshare_flags()
+    flags = plan.unshare_flags() & ~S.CLONE_NEWCGROUP  # the init unshares it once placed in its cgroup
     if flags:
         try:
             sys.unshare(flags)
@@ -573,6 +595,7 @@ def _init(cr, chan, start):
     cfg = cr.cfg
     proc = cfg.process
     lin = cfg.linux or C.Linux()
+    trace("init: begin")
     os.setsid()
     # As pid 1 of a pid namespace, a signal from outside reaches us only if we handle it.
     for sig in _CATCH:
@@ -588,6 +611,17 @@ def _init(cr, chan, start):
     root = rootfs.Root(cr.rootfs, sys)
     ctx = rootfs.MountContext(cr.bundle, _cgroup_plan(cr.mgr), in_userns=cr.plan.in_user,
                               new_netns="network" in cr.plan.new, mount_label=lin.mount_label)
+    placed = []
+
+    def ensure_placed():
+        if not placed:
+            chan.expect("placed")
+            if "cgroup" in cr.plan.new:
+                sys.unshare(S.CLONE_NEWCGROUP)
+            placed.append(True)
+            trace("init: placed")
+
+    ctx.ensure_placed = ensure_placed
     for i, m in enumerate(cfg.mounts):
         rootfs.mount_one(root, m, i, ctx)
     if devices.needs_dev_setup(cfg.mounts):
@@ -598,6 +632,8 @@ def _init(cr, chan, start):
     cwd_fd = root.mkdir_all(proc.cwd or "/")
     os.close(cwd_fd)
     root.close()
+    trace("init: mounts done")
+    ensure_placed()
     h = cfg.hooks
     if h.prestart or h.create_runtime:
         chan.send("hooks")
@@ -612,7 +648,9 @@ def _init(cr, chan, start):
     listen_fd = None
     if not start:
         listen_fd = protocol.listen_unix(os.path.join(cr.store.dir(cr.c.id), St.START_SOCK))
+    trace("init: hooks done")
     rootfs.pivot(sys, cr.rootfs, cr.opts.no_pivot)
+    trace("init: pivoted")
     croot = rootfs.Root("/", sys)
     if lin.masked_paths:
         rootfs.mask_paths(croot, lin.masked_paths)
@@ -639,6 +677,7 @@ def _init(cr, chan, start):
     env = process.build_env(proc)
     path = process.find_executable(proc.args[0], env, proc.cwd or "/")
     # ---- created: wait for start
+    trace("init: ready")
     chan.send("ready")
     if listen_fd is not None:
         chan.close()
@@ -676,6 +715,7 @@ def _init(cr, chan, start):
             _signal.signal(sig, _signal.SIG_DFL)
         except (OSError, ValueError):
             pass
+    trace("init: exec")
     process.exec_process(path, proc.args, env, cr.opts.preserve_fds, sys)
 
 

@@ -74,3 +74,12 @@ def debug(msg):
     if _cfg["debug"]:
         if not _emit("debug", msg):
             sys.stderr.write(f"ocirun: debug: {msg}\n")
+
+
+_TRACE = os.environ.get("OCIRUN_TRACE")
+
+
+def trace(label):
+    """OCIRUN_TRACE=1: one line per phase on stderr, 'ocirun-trace PID MONOTONIC_MS LABEL' (for bench/)."""
+    if _TRACE:
+        os.write(2, f"ocirun-trace {os.getpid()} {time.monotonic() * 1000:.3f} {label}\n".encode())

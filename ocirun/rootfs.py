@@ -206,6 +206,7 @@ class MountContext:
         self.in_userns = in_userns
         self.new_netns = new_netns
         self.mount_label = mount_label
+        self.ensure_placed = lambda: None  # the init's cgroup must be final before a cgroup mount
 
 
 def _label_opts(ctx, fstype):
@@ -390,6 +391,7 @@ def _tmpcopyup(root, fd, m, flags, data, where):
 
 def _mount_cgroup(root, dest, opts, ctx, where, fstype):
     sys = root.sys
+    ctx.ensure_placed()
     plan = ctx.cgroup_plan
     flags = opts.flags & ~(S.MS_REMOUNT | S.MS_RDONLY)
     fd = root.ensure(dest, is_dir=True)

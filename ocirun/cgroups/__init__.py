@@ -63,3 +63,30 @@ def manager_from_dict(d):
 def available():
     """True when some cgroup hierarchy is mounted at the default root (cheap check)."""
     return os.path.isdir(DEFAULT_ROOT)
+
+
+def prime_attach(root=DEFAULT_ROOT):
+    """Start the cgroup attach lock's RCU grace period early, off the critical path.
+
+    Moving a process between cgroups takes the kernel's global cgroup_threadgroup_rwsem for writing; when the
+    lock is in its fast (per-cpu) mode the first writer waits for an RCU grace period (1-30 ms here, and runc
+    pays it too). A tiny forked child that re-attaches itself to a root cgroup starts that wait right away, so
+    by the time the container's init is placed the lock is already in slow mode and placement is immediate.
+    Returns the child's pid (reap it later) or None."""
+    target = None
+    for name in ("pids", "freezer", "memory", "cpu", "devices", "unified", ""):
+        p = os.path.join(root, name, "cgroup.procs")
+        if os.path.exists(p):
+            target = p
+            break
+    if target is None:
+        return None
+    pid = os.fork()
+    if pid == 0:
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+            os.write(fd, b"0")
+        except BaseException:
+            pass
+        os._exit(0)
+    return pid

@@ -332,17 +332,16 @@ class V1Manager:
     def destroy(self, force=False, timeout=5.0):
         """Kill what is left (only if the cgroup is ours, or force), then rmdir the directories we created,
         deepest first. Idempotent."""
-        import signal
 
         d = self._pid_dir()
         if os.path.isdir(d) and (force or d in self.created):
             pids = C.procs_recursive(d)
             if pids:
-                C.kill_pids(pids, signal.SIGKILL)
+                C.kill_pids(pids, C.SIGKILL)
                 fz = self.by_ctrl.get("freezer")
                 if fz and self.is_frozen():
                     self._thaw_quiet(fz)        # frozen tasks cannot die
-                left = C.wait_empty(lambda: C.procs_recursive(d), timeout, signal.SIGKILL)
+                left = C.wait_empty(lambda: C.procs_recursive(d), timeout, C.SIGKILL)
                 if left:
                     raise CgroupError(f"cannot destroy cgroup {d}: processes {left[:5]} did not exit "
                                       f"within {timeout:g}s of SIGKILL")

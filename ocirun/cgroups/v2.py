@@ -159,9 +159,8 @@ class V2Manager:
         return C.procs_recursive(self.dir)
 
     def signal_all(self, sig):
-        import signal
 
-        if sig == signal.SIGKILL and os.path.exists(self.dir + "/cgroup.kill"):
+        if sig == C.SIGKILL and os.path.exists(self.dir + "/cgroup.kill"):
             C.write_or_raise(self.dir, "cgroup.kill", "1", "kill")
             return
         froze = False
@@ -209,7 +208,6 @@ class V2Manager:
     # ------------------------------------------------------------------------------------------ destroy
 
     def destroy(self, force=False, timeout=5.0):
-        import signal
 
         d = self.dir
         if os.path.isdir(d) and (force or d in self.created):
@@ -217,10 +215,10 @@ class V2Manager:
                 if os.path.exists(d + "/cgroup.kill"):
                     self._write_quiet("cgroup.kill", "1")
                 else:
-                    C.kill_pids(C.procs_recursive(d), signal.SIGKILL)
+                    C.kill_pids(C.procs_recursive(d), C.SIGKILL)
                 if self.is_frozen():
                     self._write_quiet("cgroup.freeze", "0")
-                left = C.wait_empty(lambda: C.procs_recursive(d), timeout, signal.SIGKILL)
+                left = C.wait_empty(lambda: C.procs_recursive(d), timeout, C.SIGKILL)
                 if left:
                     raise CgroupError(f"cannot destroy cgroup {d}: processes {left[:5]} did not exit "
                                       f"within {timeout:g}s of SIGKILL")
