@@ -1,0 +1,278 @@
+"""`exec`: run another process inside a running container. Forks, joins the init's namespaces (user first),
+its cgroup, forks again for the pid namespace, applies the process's settings and execs. No re-exec."""
+import os
+
+from . import config as C
+from . import namespaces, protocol, state as St
+from . import syscalls as S
+from .errors import OciError, StateError
+from .log import trace
+from .version import SPEC_VERSION
+
+
+class ExecOptions:
+    def __init__(self, detach=False, pid_file=None, console_socket=None, preserve_fds=0, tty=None):
+        self.detach = detach
+        self.pid_file = pid_file
+        self.console_socket = console_socket
+        self.preserve_fds = preserve_fds
+        self.tty = tty
+
+
+def process_from_file(path):
+    """A runtime-spec process object from --process FILE, validated against the schema."""
+    doc = C.load_doc(path)
+    from .validate import validate_config
+
+    try:
+        validate_config({"ociVersion": SPEC_VERSION, "process": doc})
+    except OciError as e:
+        raise OciError(str(e).replace("config.json: /process", f"{os.path.basename(path)}: ")) from None
+    C.check_semantics({"process": doc})
+    return C.parse({"ociVersion": SPEC_VERSION, "process": doc}).process
+
+
+def process_from_flags(base, args, env=(), cwd=None, user=None, additional_gids=None, caps=(), no_new_privs=False,
+                       tty=False, apparmor=None, label=None):
+    """runc's rule: the container's own process is the base; flags override or add."""
+    if not args:
+        raise OciError("exec: process args cannot be empty")
+    p = C.Process(**{s: getattr(base, s) for s in C.Process.__slots__}) if base else C.Process()
+    p.args = list(args)
+    merged = list(p.env or ())
+    for e in env:
+        k = e.partition("=")[0]
+        merged = [x for x in merged if x.partition("=")[0] != k] + [e]
+    p.env = merged
+    if cwd:
+        p.cwd = cwd
+    u = C.User(**{s: getattr(p.user, s) for s in C.User.__slots__}) if p.user else C.User()
+    if user:
+        uid, _, gid = user.partition(":")
+        try:
+            u.uid = int(uid)
+            if gid:
+                u.gid = int(gid)
+        except ValueError:
+            raise OciError(f"exec: --user {user!r}: only numeric UID[:GID] is supported") from None
+        if not gid:
+            u.gid = u.gid if u.gid is not None else 0
+        u.additional_gids = []
+    if additional_gids:
+        u.additional_gids = [int(g) for g in additional_gids]
+    p.user = u
+    if caps:
+        old = p.capabilities or C.Capabilities()
+        sets = {}
+        for s in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+            cur = list(getattr(old, s) or ())
+            sets[s] = cur + [c for c in caps if c not in cur]
+        p.capabilities = C.Capabilities(**sets)
+    if no_new_privs:
+        p.no_new_privileges = True
+    p.terminal = bool(tty)
+    if apparmor:
+        p.apparmor_profile = apparmor
+    if label:
+        p.selinux_label = label
+    return p
+
+
+def exec_in(container, proc, opts):
+    store = container.store
+    st = store.read(container.id)
+    status = St.status_of(store, container.id, st)
+    if status == "stopped" or st is None:
+        raise StateError(f"cannot exec in a stopped container: {container.id}")
+    if status == "paused":
+        raise StateError(f"cannot exec in a paused container: {container.id}")
+    if status == "creating":
+        raise StateError(f"cannot exec in a container that is still being created: {container.id}")
+    cfg = C.parse(st["config"])
+    lin = cfg.linux or C.Linux()
+    if proc.apparmor_profile or proc.selinux_label:
+        raise OciError("exec: AppArmor/SELinux labels are requested but no LSM is enabled on this host")
+    from . import capabilities, process, cgroups
+
+    caps = capabilities.resolve(proc.capabilities)
+    process.check_rlimits(proc.rlimits)
+    if proc.terminal and not opts.console_socket and opts.detach:
+        raise OciError("cannot allocate tty if ocirun will detach without setting console socket")
+    pid = st["pid"]
+    primer = cgroups.prime_attach()
+    mgr = cgroups.manager_from_dict(st["cgroup"]) if st.get("cgroup") else None
+    # Open every namespace of the init, then check the init is still the same process (pid reuse).
+    fds = []
+    for ns in sorted((n.type for n in lin.namespaces), key=namespaces.JOIN_ORDER.index):
+        path = f"/proc/{pid}/ns/{namespaces.PROC_NAME[ns]}"
+        try:
+            fds.append((ns, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+        except OSError as e:
+            for _, _, fd in fds:
+                os.close(fd)
+            raise StateError(f"cannot exec in {container.id}: {path}: {e.strerror}") from None
+    if St.proc_start_time(pid) != st.get("init_start_time"):
+        for _, _, fd in fds:
+            os.close(fd)
+        raise StateError(f"cannot exec in a stopped container: {container.id}")
+    console_fd = protocol.connect_unix(opts.console_socket) if opts.console_socket else None
+    fg = not opts.detach
+    if fg:
+        S.SYS.prctl(S.PR_SET_CHILD_SUBREAPER, 1)
+    pchan, cchan = protocol.Channel.pair()
+    child = os.fork()
+    if child == 0:
+        pchan.close()
+        try:
+            _exec_child(cfg, proc, caps, fds, mgr, cchan, console_fd, opts)
+        except BaseException as e:
+            msg = str(e) if isinstance(e, OciError) else f"{type(e).__name__}: {e}"
+            try:
+                cchan.send("error", msg=msg)
+            except OSError:
+                pass
+        os._exit(255)
+    for _, _, fd in fds:
+        os.close(fd)
+    cchan.close()
+    if console_fd is not None:
+        os.close(console_fd)
+    target = None
+    master = None
+    try:
+        while True:
+            m, fd = pchan.recv_fd() if proc.terminal and not opts.console_socket else (pchan.recv(), None)
+            if fd is not None:
+                master = fd
+            if m is None:
+                break
+            t = m.get("t")
+            if t == "pid":
+                target = m["pid"]
+            elif t == "error":
+                raise OciError(f"exec failed: {m.get('msg')}")
+    finally:
+        pchan.close()
+        if primer:
+            _reap(primer)
+    if target is None:
+        _reap(child)
+        raise OciError("exec failed: the process exited before it started")
+    if target != child:
+        _reap(child)
+    if opts.pid_file:
+        from .container import _write_pid_file
+
+        _write_pid_file(opts.pid_file, target)
+    if not fg:
+        return 0
+    return _wait(target, master)
+
+
+def _reap(pid):
+    try:
+        return os.waitpid(pid, 0)
+    except ChildProcessError:
+        return pid, None
+
+
+def _wait(pid, master):
+    import _signal
+
+    def forward(sig, frame):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    for sig in (1, 2, 3, 10, 12, 14, 15, 18, 20, 21, 22, 23, 28):
+        try:
+            _signal.signal(sig, forward)
+        except (OSError, ValueError):
+            pass
+    if master is not None:
+        from . import terminal
+
+        terminal.proxy(master, lambda: St.proc_start_time(pid) is not None)
+    while True:
+        try:
+            wpid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 255
+        if wpid == pid:
+            if os.WIFSIGNALED(status):
+                return 128 + os.WTERMSIG(status)
+            return os.WEXITSTATUS(status)
+
+
+def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts):
+    import _signal
+    import resource  # noqa: F401  preloaded: after setns(mnt) the host's Python is out of reach
+    import _prctl  # noqa: F401
+    import fcntl  # noqa: F401
+    from . import process
+
+    if proc.terminal:
+        import termios  # noqa: F401
+        from . import terminal  # noqa: F401
+    sys = S.SYS
+    if mgr is not None:
+        mgr.add_pid(os.getpid())
+    user_joined = False
+    for t, path, fd in fds:
+        try:
+            sys.setns(fd, namespaces.FLAGS[t])
+        except OSError as e:
+            raise OciError(f"cannot join the container's {t} namespace: {os.strerror(e.errno)}") from None
+        finally:
+            os.close(fd)
+        if t == "user":
+            user_joined = True
+    sys.prctl(S.PR_SET_DUMPABLE, 0)
+    if any(t in ("pid", "time") for t, _, _ in fds):
+        pid = os.fork()
+        if pid:
+            chan.send("pid", pid=pid)
+            os._exit(0)
+    else:
+        chan.send("pid", pid=os.getpid())
+    os.setsid()
+    trace("exec: joined")
+    if proc.terminal:
+        from . import terminal
+
+        master, slave, spath = terminal.open_pty(proc.console_size)
+        if console_fd is not None:
+            protocol.send_fd_over(console_fd, master, spath.encode())
+            os.close(console_fd)
+        else:
+            chan.send_fd(master, "pty")
+        os.close(master)
+        terminal.make_controlling(slave)
+    process.set_oom_score_adj(proc.oom_score_adj)
+    process.set_rlimits(proc.rlimits)
+    env = process.build_env(proc)
+    path = process.find_executable(proc.args[0], env, proc.cwd or "/")
+    if proc.no_new_privileges:
+        sys.prctl(S.PR_SET_NO_NEW_PRIVS, 1)
+    allowed = True
+    if user_joined:
+        try:
+            with open("/proc/self/setgroups") as f:
+                allowed = f.read().strip() == "allow"
+        except OSError:
+            pass
+    process.switch_user(proc.user, caps, sys, setgroups_allowed=allowed)
+    os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
+    try:
+        os.chdir(proc.cwd or "/")
+    except OSError as e:
+        raise OciError(f"process.cwd {proc.cwd}: {e.strerror}") from None
+    for sig in range(1, 65):
+        if sig in (9, 19, 32, 33):
+            continue
+        try:
+            _signal.signal(sig, _signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    process.exec_process(path, proc.args, env, opts.preserve_fds, sys)
