@@ -209,9 +209,27 @@ def load_doc(path):
     return doc
 
 
+def normalize_engine_quirks(doc):
+    """Tolerate what real engines write and runc accepts, with a warning, before schema validation.
+
+    podman (4.x, --device/--privileged) puts the file-type bits into linux.devices[].fileMode (8630 = 0o20666);
+    the schema allows 0..0o777 and runc keeps only the permission bits. We do the same."""
+    devs = (doc.get("linux") or {}).get("devices") if isinstance(doc.get("linux"), dict) else None
+    if not isinstance(devs, list):
+        return
+    for i, d in enumerate(devs):
+        m = d.get("fileMode") if isinstance(d, dict) else None
+        if isinstance(m, int) and not isinstance(m, bool) and m > 0o777 and m & ~0o177777 == 0 and m & 0o170000:
+            d["fileMode"] = m & 0o777
+            from . import log
+
+            log.debug(f"linux.devices[{i}].fileMode: {m} ({oct(m)}) carries file-type bits; using {oct(m & 0o777)}")
+
+
 def load(path, validate=True):
     """Load, validate and parse config.json -> Config."""
     doc = load_doc(path)
+    normalize_engine_quirks(doc)
     if validate:
         from .validate import validate_config
 

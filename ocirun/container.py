@@ -260,6 +260,7 @@ class _Creator:
         self.mgr = None
         self.lock = None
         self.console_fd = None
+        self.pty_master = None
 
     def load(self):
         cid = self.c.id
@@ -371,9 +372,17 @@ class _Creator:
 
     def _converse(self, start):
         chan = self.chan
+        # foreground run -t without --console-socket: the init sends us the pty master to proxy
+        want_pty = self.cfg.process.terminal and not self.opts.console_socket
         while True:
             try:
-                m = chan.recv()
+                if want_pty:
+                    m, fd = chan.recv_fd()
+                    if fd is not None:
+                        self.pty_master = fd
+                        continue
+                else:
+                    m = chan.recv()
             except protocol.ProtocolError as e:
                 raise OciError(str(e)) from None
             if m is None:
@@ -422,15 +431,10 @@ class _Creator:
             _write_pid_file(self.opts.pid_file, self.init_pid)
         if start:
             _send_start_and_wait(chan, self.c.id)
-            if self.pty_master_pending():
-                pass
             st = self._record("running")
             self.store.write(self.c.id, st)
             _poststart(st, self.store, self.c.id)
         chan.close()
-
-    def pty_master_pending(self):
-        return False
 
     def _died_msg(self):
         if self.stage1:
@@ -479,6 +483,11 @@ class _Creator:
                 pass
         status = None
         trace("parent: waiting")
+        if self.pty_master is not None:
+            from . import terminal
+
+            terminal.proxy(self.pty_master, lambda: St.proc_start_time(pid) is not None)
+            os.close(self.pty_master)
         while True:
             try:
                 wpid, st = os.waitpid(-1, 0)
