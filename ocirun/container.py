@@ -346,12 +346,11 @@ class _Creator:
         from . import cgroups
 
         self.mgr = cgroups.new_manager(self.c.id, lin.cgroups_path, systemd=self.opts.systemd_cgroup)
+        # The record (with the cgroup paths) exists before anything is made, so nothing can leak untracked.
         self.store.write(self.c.id, self._record("creating"))
-        self.mgr.create()
-        self.mgr.apply(lin.resources)
-        trace("parent: cgroup ready")
+        S._lib()  # load ctypes before fork: after it, both processes would pay copy-on-write faults for it
         if fg:
-            S.SYS.prctl(S.PR_SET_CHILD_SUBREAPER, 1)
+            S.set_child_subreaper()
         pchan, cchan = protocol.Channel.pair()
         self.chan = pchan
         join_fds = self.plan.open_join_fds()
@@ -368,6 +367,11 @@ class _Creator:
                 os.close(fd)
         self.stage1 = pid
         cchan.close()
+        # The cgroups are made while stage 1 and the init build namespaces and mounts: the init waits for
+        # "placed" before it needs its cgroup. If this fails, closing the channel makes the init exit.
+        self.mgr.create()
+        self.mgr.apply(lin.resources)
+        trace("parent: cgroup ready")
         self._converse(start)
 
     def _converse(self, start):
@@ -445,6 +449,9 @@ class _Creator:
         return "container init exited during create without reporting an error"
 
     def _cleanup(self):
+        chan = getattr(self, "chan", None)
+        if chan is not None:
+            chan.close()  # an init still waiting for "placed" sees EOF and exits
         if getattr(self, "primer", None):
             _reap(self.primer)
         if self.init_pid:

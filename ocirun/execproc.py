@@ -118,7 +118,7 @@ def exec_in(container, proc, opts):
     console_fd = protocol.connect_unix(opts.console_socket) if opts.console_socket else None
     fg = not opts.detach
     if fg:
-        S.SYS.prctl(S.PR_SET_CHILD_SUBREAPER, 1)
+        S.set_child_subreaper()
     pchan, cchan = protocol.Channel.pair()
     child = os.fork()
     if child == 0:

@@ -2,9 +2,9 @@
 
 Modules take a `Syscalls` (default: the real one, `SYS`) so that rootfs/mount/device logic can be unit-tested
 without root against a recording fake (tests/unit/fakesys.py), and proven on the real kernel by integration tests.
-Only `ctypes` and `os` here: this module is on the start-up hot path.
+Importing it is cheap: `ctypes` (~4 ms here) is loaded on the first real call, which happens in the forked
+stages, in parallel with the parent's cgroup work, not on the parent's critical path.
 """
-import ctypes
 import os
 
 # --- constants (Linux UAPI; stable ABI) -------------------------------------------------------------------
@@ -104,29 +104,33 @@ _IDX = 0 if os.uname().machine in ("x86_64", "i686") else 1
 NR = {k: v[_IDX] for k, v in _ARCH_SYSCALLS.items()}
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
-
-
-class _MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
-
-
 _libc = None
+ctypes = None
+_OpenHow = _MountAttr = None
 
 
 def _lib():
-    global _libc
+    global _libc, ctypes, _OpenHow, _MountAttr
     if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.syscall.restype = ctypes.c_long
+        import ctypes as _ct
+
+        class OpenHow(_ct.Structure):
+            _fields_ = [("flags", _ct.c_uint64), ("mode", _ct.c_uint64), ("resolve", _ct.c_uint64)]
+
+        class MountAttr(_ct.Structure):
+            _fields_ = [("attr_set", _ct.c_uint64), ("attr_clr", _ct.c_uint64),
+                        ("propagation", _ct.c_uint64), ("userns_fd", _ct.c_uint64)]
+
+        ctypes, _OpenHow, _MountAttr = _ct, OpenHow, MountAttr
+        lib = _ct.CDLL(None, use_errno=True)
+        lib.syscall.restype = _ct.c_long
+        _libc = lib
     return _libc
 
 
 def _check(ret, what, path=None):
     if ret < 0:
-        e = ctypes.get_errno()
+        e = ctypes.get_errno()  # only reached after a call through _lib()
         if path is not None:
             raise OSError(e, f"{what}: {os.strerror(e)}", path)
         raise OSError(e, f"{what}: {os.strerror(e)}")
@@ -151,8 +155,8 @@ class Syscalls:
 
     # mounts
     def mount(self, source, target, fstype, flags=0, data=None):
-        _check(_lib().mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
-               "mount", target)
+        lib = _lib()
+        _check(lib.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)), "mount", target)
 
     def umount2(self, target, flags=0):
         _check(_lib().umount2(_b(target), flags), "umount2", target)
@@ -161,8 +165,9 @@ class Syscalls:
         _check(_lib().syscall(NR["pivot_root"], _b(new_root), _b(put_old)), "pivot_root", new_root)
 
     def mount_setattr(self, dfd, path, flags, attr_set=0, attr_clr=0, propagation=0, userns_fd=0):
+        lib = _lib()
         attr = _MountAttr(attr_set, attr_clr, propagation, userns_fd)
-        _check(_lib().syscall(NR["mount_setattr"], dfd, _b(path), flags, ctypes.byref(attr),
+        _check(lib.syscall(NR["mount_setattr"], dfd, _b(path), flags, ctypes.byref(attr),
                               ctypes.sizeof(attr)), "mount_setattr", path)
 
     def chroot(self, path):
@@ -170,8 +175,9 @@ class Syscalls:
 
     # files
     def openat2(self, dirfd, path, flags, mode=0, resolve=0):
+        lib = _lib()
         how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
-        return _check(_lib().syscall(NR["openat2"], dirfd, _b(path), ctypes.byref(how), ctypes.sizeof(how)),
+        return _check(lib.syscall(NR["openat2"], dirfd, _b(path), ctypes.byref(how), ctypes.sizeof(how)),
                       "openat2", path)
 
     def open(self, path, flags, mode=0o777, dir_fd=None):
@@ -193,7 +199,8 @@ class Syscalls:
         os.fchmod(fd, mode)
 
     def close_range(self, first, last=0xFFFFFFFF, flags=0):
-        r = _lib().syscall(NR["close_range"], ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(flags))
+        lib = _lib()
+        r = lib.syscall(NR["close_range"], ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(flags))
         if r < 0:  # very old kernel: fall back to closing one by one
             if flags & CLOSE_RANGE_CLOEXEC:
                 for fd in _open_fds():
@@ -215,7 +222,8 @@ class Syscalls:
         _check(_lib().setdomainname(b, len(b)), "setdomainname")
 
     def prctl(self, option, a2=0, a3=0, a4=0, a5=0):
-        return _check(_lib().prctl(option, ctypes.c_ulong(a2), ctypes.c_ulong(a3), ctypes.c_ulong(a4),
+        lib = _lib()
+        return _check(lib.prctl(option, ctypes.c_ulong(a2), ctypes.c_ulong(a3), ctypes.c_ulong(a4),
                                    ctypes.c_ulong(a5)), "prctl")
 
     def ambient_raise(self, cap):
@@ -228,7 +236,8 @@ class Syscalls:
         return _check(_lib().syscall(NR["keyctl"], KEYCTL_JOIN_SESSION_KEYRING, _b(name)), "keyctl")
 
     def personality(self, persona):
-        return _check(_lib().syscall(NR["personality"], ctypes.c_ulong(persona)), "personality")
+        lib = _lib()
+        return _check(lib.syscall(NR["personality"], ctypes.c_ulong(persona)), "personality")
 
     def setgroups(self, gids):
         os.setgroups(gids)
@@ -245,6 +254,13 @@ def _open_fds():
         return [int(x) for x in os.listdir("/proc/self/fd")]
     except OSError:
         return list(range(0, 1024))
+
+
+def set_child_subreaper():
+    """PR_SET_CHILD_SUBREAPER through python-prctl's C core: the parent never needs ctypes."""
+    import _prctl
+
+    _prctl.prctl(_prctl.PR_SET_CHILD_SUBREAPER, 1)
 
 
 SYS = Syscalls()
