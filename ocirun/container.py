@@ -661,6 +661,12 @@ def _init(cr, chan, start):
 
         hooks.run_hooks("createContainer", h.create_container, _hook_state(cr._record("creating"), "creating"))
     _preload(cfg)
+    # seccomp: compiled now (libseccomp is loaded from the host before pivot_root), loaded last
+    sfilter = None
+    if lin.seccomp is not None:
+        from . import seccomp
+
+        sfilter = seccomp.prepare(lin.seccomp, cr)
     listen_fd = None
     if not start:
         listen_fd = protocol.listen_unix(os.path.join(cr.store.dir(cr.c.id), St.START_SOCK))
@@ -717,6 +723,10 @@ def _init(cr, chan, start):
         _personality(sys, lin.personality)
     if proc.no_new_privileges:
         sys.prctl(S.PR_SET_NO_NEW_PRIVS, 1)
+    elif sfilter is not None:
+        # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it before dropping capabilities.
+        sfilter.load()
+        sfilter = None
     process.switch_user(proc.user, cr.caps, sys, setgroups_allowed=_setgroups_allowed(cr.plan))
     os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
     try:
@@ -732,7 +742,8 @@ def _init(cr, chan, start):
         except (OSError, ValueError):
             pass
     trace("init: exec")
-    process.exec_process(path, proc.args, env, cr.opts.preserve_fds, sys)
+    process.exec_process(path, proc.args, env, cr.opts.preserve_fds, sys,
+                         last=sfilter.load if sfilter is not None else None)
 
 
 def _preload(cfg):

@@ -216,6 +216,12 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts):
         import termios  # noqa: F401
         from . import terminal  # noqa: F401
     sys = S.SYS
+    lin = cfg.linux or C.Linux()
+    sfilter = None
+    if lin.seccomp is not None:  # compiled before setns(mnt): libseccomp is loaded from the host
+        from . import seccomp
+
+        sfilter = seccomp.prepare(lin.seccomp, None)
     if mgr is not None:
         mgr.add_pid(os.getpid())
     user_joined = False
@@ -255,6 +261,9 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts):
     path = process.find_executable(proc.args[0], env, proc.cwd or "/")
     if proc.no_new_privileges:
         sys.prctl(S.PR_SET_NO_NEW_PRIVS, 1)
+    elif sfilter is not None:
+        sfilter.load()
+        sfilter = None
     allowed = True
     if user_joined:
         try:
@@ -275,4 +284,5 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts):
             _signal.signal(sig, _signal.SIG_DFL)
         except (OSError, ValueError):
             pass
-    process.exec_process(path, proc.args, env, opts.preserve_fds, sys)
+    process.exec_process(path, proc.args, env, opts.preserve_fds, sys,
+                         last=sfilter.load if sfilter is not None else None)

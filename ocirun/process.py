@@ -136,11 +136,16 @@ def switch_user(user, caps, sys=S.SYS, setgroups_allowed=True):
     capabilities.apply_sets(caps, sys)
 
 
-def exec_process(path, args, env, preserve_fds=0, sys=S.SYS):
-    """Every fd above 2+preserve_fds is closed by the kernel at exec (CLOSE_RANGE_CLOEXEC); then execve."""
+def exec_process(path, args, env, preserve_fds=0, sys=S.SYS, last=None):
+    """Every fd above 2+preserve_fds is closed by the kernel at exec (CLOSE_RANGE_CLOEXEC); then execve.
+
+    `last` (the seccomp filter's load) runs after everything else, so that only execve follows it."""
+    envd = dict(_split_env(env))
     sys.close_range(3 + preserve_fds, 0xFFFFFFFF, S.CLOSE_RANGE_CLOEXEC)
+    if last is not None:
+        last()
     try:
-        os.execve(path, args, dict(_split_env(env)))
+        os.execve(path, args, envd)
     except OSError as e:
         raise OciError(f'exec: "{args[0]}": {e.strerror}') from None
 
