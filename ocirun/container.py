@@ -261,6 +261,7 @@ class _Creator:
         self.lock = None
         self.console_fd = None
         self.pty_master = None
+        self.idmap_fds = {}
 
     def load(self):
         cid = self.c.id
@@ -349,6 +350,7 @@ class _Creator:
         # The record (with the cgroup paths) exists before anything is made, so nothing can leak untracked.
         self.store.write(self.c.id, self._record("creating"))
         S._lib()  # load ctypes before fork: after it, both processes would pay copy-on-write faults for it
+        self.idmap_fds = self._idmap_userns()
         if fg:
             S.set_child_subreaper()
         pchan, cchan = protocol.Channel.pair()
@@ -367,12 +369,36 @@ class _Creator:
                 os.close(fd)
         self.stage1 = pid
         cchan.close()
+        for fd in self.idmap_fds.values():
+            os.close(fd)
         # The cgroups are made while stage 1 and the init build namespaces and mounts: the init waits for
         # "placed" before it needs its cgroup. If this fails, closing the channel makes the init exit.
         self.mgr.create()
         self.mgr.apply(lin.resources)
         trace("parent: cgroup ready")
         self._converse(start)
+
+    def _idmap_userns(self):
+        """Idmapped mounts: one user namespace fd per mount, made here where host pids are visible."""
+        out = {}
+        lin = self.cfg.linux or C.Linux()
+        for i, m in enumerate(self.cfg.mounts):
+            ext = {"idmap", "ridmap"} & set(m.options or ())
+            if not (m.uid_mappings or m.gid_mappings or ext):
+                continue
+            where = f"mounts[{i}] {m.destination}"
+            if not rootfs.MountOpts(m.options).is_bind and m.type not in ("bind", None):
+                raise OciError(f"{where}: ID mappings are only supported on bind mounts")
+            uids = m.uid_mappings or lin.uid_mappings
+            gids = m.gid_mappings or lin.gid_mappings
+            if not uids or not gids:
+                raise OciError(f"{where}: an idmapped mount needs uidMappings and gidMappings on the mount "
+                               f"or a user namespace with mappings")
+            try:
+                out[i] = namespaces.userns_fd(uids, gids)
+            except OciError as e:
+                raise OciError(f"{where}: {e}") from None
+        return out
 
     def _converse(self, start):
         chan = self.chan
@@ -638,6 +664,7 @@ def _init(cr, chan, start):
             trace("init: placed")
 
     ctx.ensure_placed = ensure_placed
+    ctx.idmap_fds = cr.idmap_fds
     for i, m in enumerate(cfg.mounts):
         rootfs.mount_one(root, m, i, ctx)
     if devices.needs_dev_setup(cfg.mounts):

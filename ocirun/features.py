@@ -23,7 +23,7 @@ def libseccomp_version():
 def features():
     from . import capabilities, rootfs
 
-    opts = sorted(set(rootfs.FLAGS) | set(rootfs.PROPAGATION) | set(rootfs.REC_ATTRS) | {"tmpcopyup"})
+    opts = sorted(set(rootfs.FLAGS) | set(rootfs.PROPAGATION) | set(rootfs.REC_ATTRS) | set(rootfs.EXTENSIONS))
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": SPEC_VERSION,
@@ -37,7 +37,7 @@ def features():
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
-            "mountExtensions": {"idmap": {"enabled": False}},
+            "mountExtensions": {"idmap": {"enabled": True}},
         },
         "annotations": {"io.github.ocirun.version": __version__,
                         "io.github.ocirun.libseccomp.version": libseccomp_version() or ""},

@@ -112,3 +112,35 @@ def write_time_offsets(offsets):
 
 def maps_contain(maps, cid):
     return any(m.container_id <= cid < m.container_id + m.size for m in maps)
+
+
+def userns_fd(uid_maps, gid_maps, sys=S.SYS):
+    """An fd of a new user namespace with these mappings (for idmapped mounts). Parent side, before fork:
+    a short-lived child unshares CLONE_NEWUSER, we write its maps, keep a reference to its namespace."""
+    r, w = os.pipe()
+    r2, w2 = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.close(w2)
+            sys.unshare(S.CLONE_NEWUSER)
+            os.write(w, b"1")
+            os.read(r2, 1)  # until the parent has taken its reference
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.close(r2)
+    try:
+        if os.read(r, 1) != b"1":
+            raise OciError("idmapped mount: cannot create a user namespace for the mapping")
+        plan = type("P", (), {"uid_mappings": uid_maps, "gid_mappings": gid_maps})()
+        try:
+            write_id_mappings(pid, plan)
+        except OciError as e:
+            raise OciError(str(e).replace("linux.", "mount ")) from None
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(r)
+        os.close(w2)
+        os.waitpid(pid, 0)

@@ -207,6 +207,7 @@ class MountContext:
         self.new_netns = new_netns
         self.mount_label = mount_label
         self.ensure_placed = lambda: None  # the init's cgroup must be final before a cgroup mount
+        self.idmap_fds = {}  # mount index -> fd of a user namespace holding that mount's ID mapping
 
 
 def _label_opts(ctx, fstype):
@@ -235,7 +236,11 @@ def mount_one(root, m, index, ctx):
             fd = root.ensure(dest, is_dir=stat.S_ISDIR(st.st_mode))
             try:
                 rec = opts.flags & S.MS_REC
-                _mount(sys, src, fd, "", S.MS_BIND | rec, None, where)
+                userns = ctx.idmap_fds.get(index)
+                if userns is not None:
+                    _idmapped_bind(sys, src, fd, userns, bool(rec) or "ridmap" in opts.extensions, where)
+                else:
+                    _mount(sys, src, fd, "", S.MS_BIND | rec, None, where)
                 remount_flags = opts.flags & ~(S.MS_BIND | S.MS_REC | S.MS_REMOUNT)
                 if remount_flags:
                     _remount_bind(root, dest, remount_flags, where)
@@ -271,6 +276,29 @@ def mount_one(root, m, index, ctx):
         raise
     except OSError as e:
         raise OciError(f"{where}: {e.strerror or e}") from None
+
+
+def _idmapped_bind(sys, src, target_fd, userns_fd, recursive, where):
+    """A bind mount whose files are seen through the mount's ID mapping (mount_setattr MOUNT_ATTR_IDMAP)."""
+    flags = S.OPEN_TREE_CLONE | S.OPEN_TREE_CLOEXEC | (S.AT_RECURSIVE if recursive else 0)
+    try:
+        tree = sys.open_tree(S.AT_FDCWD, src, flags)
+    except OSError as e:
+        raise OciError(f"{where}: open_tree {src}: {os.strerror(e.errno)}") from None
+    try:
+        try:
+            sys.mount_setattr(tree, "", S.AT_EMPTY_PATH | (S.AT_RECURSIVE if recursive else 0),
+                              S.MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+        except OSError as e:
+            why = {errno.EINVAL: "the filesystem or kernel does not support idmapped mounts",
+                   errno.EPERM: "not permitted", errno.ENOSYS: "the kernel has no mount_setattr"}.get(e.errno)
+            raise OciError(f"{where}: idmapped mount of {src}: {why or os.strerror(e.errno)}") from None
+        try:
+            sys.move_mount(tree, "", target_fd, "", S.MOVE_MOUNT_F_EMPTY_PATH | S.MOVE_MOUNT_T_EMPTY_PATH)
+        except OSError as e:
+            raise OciError(f"{where}: move_mount: {os.strerror(e.errno)}") from None
+    finally:
+        os.close(tree)
 
 
 def _mount(sys, source, fd, fstype, flags, data, where):

@@ -72,6 +72,11 @@ O_PATH = 0o10000000
 
 CLOSE_RANGE_CLOEXEC = 1 << 2
 
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = 0o2000000
+MOVE_MOUNT_F_EMPTY_PATH = 0x04
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
@@ -169,6 +174,15 @@ class Syscalls:
         attr = _MountAttr(attr_set, attr_clr, propagation, userns_fd)
         _check(lib.syscall(NR["mount_setattr"], dfd, _b(path), flags, ctypes.byref(attr),
                               ctypes.sizeof(attr)), "mount_setattr", path)
+
+    def open_tree(self, dfd, path, flags):
+        lib = _lib()
+        return _check(lib.syscall(NR["open_tree"], dfd, _b(path), ctypes.c_uint(flags)), "open_tree", path)
+
+    def move_mount(self, from_dfd, from_path, to_dfd, to_path, flags):
+        lib = _lib()
+        _check(lib.syscall(NR["move_mount"], from_dfd, _b(from_path), to_dfd, _b(to_path), ctypes.c_uint(flags)),
+               "move_mount", to_path)
 
     def chroot(self, path):
         os.chroot(path)
