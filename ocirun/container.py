@@ -288,8 +288,9 @@ class _Creator:
             raise OciError("config.json: /domainname: setting the domainname needs a uts namespace")
         if "mount" not in present:
             raise OciError("config.json: /linux/namespaces: ocirun needs a mount namespace (none is listed)")
-        from . import capabilities, process
+        from . import capabilities, lsm, process
 
+        lsm.check(cfg.process, cfg.linux)
         self.caps = capabilities.resolve(cfg.process.capabilities)
         for w in self.caps.warnings:
             _warn(w)
@@ -741,6 +742,10 @@ def _init(cr, chan, start):
 
         hooks.run_hooks("startContainer", h.start_container, _hook_state(cr._record("created"), "created"))
     if not cr.opts.no_new_keyring:
+        if proc.selinux_label:
+            from . import lsm
+
+            lsm.set_keyring_label(proc.selinux_label)
         try:
             sys.join_session_keyring(cr.c.id)
         except OSError as e:
@@ -748,6 +753,10 @@ def _init(cr, chan, start):
                 raise OciError(f"cannot join a new session keyring: {os.strerror(e.errno)}") from None
     if lin.personality:
         _personality(sys, lin.personality)
+    if proc.apparmor_profile or proc.selinux_label:
+        from . import lsm
+
+        lsm.apply_exec_labels(proc)
     if proc.no_new_privileges:
         sys.prctl(S.PR_SET_NO_NEW_PRIVS, 1)
     elif sfilter is not None:
@@ -779,6 +788,8 @@ def _preload(cfg):
     import _prctl  # noqa: F401  (capabilities)
     import fcntl  # noqa: F401
 
+    if cfg.process.apparmor_profile or cfg.process.selinux_label:
+        from . import lsm  # noqa: F401
     if cfg.process.terminal:
         import termios  # noqa: F401
         from . import terminal  # noqa: F401

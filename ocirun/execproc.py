@@ -90,9 +90,9 @@ def exec_in(container, proc, opts):
         raise StateError(f"cannot exec in a container that is still being created: {container.id}")
     cfg = C.parse(st["config"])
     lin = cfg.linux or C.Linux()
-    if proc.apparmor_profile or proc.selinux_label:
-        raise OciError("exec: AppArmor/SELinux labels are requested but no LSM is enabled on this host")
-    from . import capabilities, process, cgroups
+    from . import capabilities, lsm, process, cgroups
+
+    lsm.check(proc, None)
 
     caps = capabilities.resolve(proc.capabilities)
     process.check_rlimits(proc.rlimits)
@@ -210,7 +210,7 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts):
     import resource  # noqa: F401  preloaded: after setns(mnt) the host's Python is out of reach
     import _prctl  # noqa: F401
     import fcntl  # noqa: F401
-    from . import process
+    from . import lsm, process  # noqa: F401  (lsm: used after setns when labels are set)
 
     if proc.terminal:
         import termios  # noqa: F401
@@ -271,6 +271,10 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts):
                 allowed = f.read().strip() == "allow"
         except OSError:
             pass
+    if proc.apparmor_profile or proc.selinux_label:
+        from . import lsm
+
+        lsm.apply_exec_labels(proc)
     process.switch_user(proc.user, caps, sys, setgroups_allowed=allowed)
     os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
     try:

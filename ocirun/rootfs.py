@@ -210,10 +210,6 @@ class MountContext:
         self.idmap_fds = {}  # mount index -> fd of a user namespace holding that mount's ID mapping
 
 
-def _label_opts(ctx, fstype):
-    return None
-
-
 def mount_one(root, m, index, ctx):
     """Perform config mount number `index` inside `root`. Errors name the mount: `mounts[3] /data: ...`."""
     sys = root.sys
@@ -253,6 +249,10 @@ def mount_one(root, m, index, ctx):
         fd = root.ensure(dest, is_dir=True)
         try:
             data = _data_str(opts.data)
+            if ctx.mount_label and fstype not in ("proc", "sysfs", "overlay"):
+                from . import lsm
+
+                data = lsm.mount_label_data(data, ctx.mount_label)
             flags = opts.flags & ~S.MS_REMOUNT
             if fstype == "sysfs" and (not ctx.new_netns or ctx.in_userns):
                 try:

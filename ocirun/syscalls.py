@@ -226,6 +226,13 @@ class Syscalls:
             else:
                 os.closerange(first, min(last, 65536) + 1)
 
+    def fstatfs_type(self, fd):
+        """f_type of the filesystem fd is on (statfs's first field, a long)."""
+        lib = _lib()
+        buf = ctypes.create_string_buffer(256)
+        _check(lib.fstatfs(fd, buf), "fstatfs")
+        return int.from_bytes(buf.raw[:ctypes.sizeof(ctypes.c_long)], "little", signed=True) & 0xFFFFFFFF
+
     # process attributes
     def sethostname(self, name):
         b = _b(name)
