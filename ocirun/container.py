@@ -141,6 +141,65 @@ class Container:
         finally:
             lock.release()
 
+    # ----------------------------------------------------------------------------------------------- cgroup verbs
+    def _running_with_cgroup(self, verb, allowed=("running", "created", "paused")):
+        st = self._record()
+        status = St.status_of(self.store, self.id, st)
+        if status not in allowed:
+            raise StateError(f"cannot {verb} container {self.id}: it is {status}")
+        mgr = _cgroup_from(st)
+        if mgr is None:
+            raise StateError(f"cannot {verb} container {self.id}: it has no cgroup")
+        return st, status, mgr
+
+    def pause(self):
+        lock = self.store.open(self.id)
+        try:
+            st, status, mgr = self._running_with_cgroup("pause", ("running", "created"))
+            mgr.freeze()
+            st["paused"] = True
+            self.store.write(self.id, st)
+        finally:
+            lock.release()
+
+    def resume(self):
+        lock = self.store.open(self.id)
+        try:
+            st, status, mgr = self._running_with_cgroup("resume", ("paused",))
+            mgr.thaw()
+            st["paused"] = False
+            self.store.write(self.id, st)
+        finally:
+            lock.release()
+
+    def pids(self):
+        """Host pids of every process in the container's cgroup."""
+        st, status, mgr = self._running_with_cgroup("list processes of", ("running", "created", "paused"))
+        return sorted(mgr.pids())
+
+    def update(self, resources):
+        """Apply new linux.resources (merged into the recorded config so later commands see them)."""
+        lock = self.store.open(self.id)
+        try:
+            st, status, mgr = self._running_with_cgroup("update", ("running", "created", "paused"))
+            mgr.update(resources)
+            lin = st["config"].setdefault("linux", {})
+            merged = dict(lin.get("resources") or {})
+            for k, v in resources.items():
+                if isinstance(v, dict) and isinstance(merged.get(k), dict):
+                    merged[k] = dict(merged[k], **v)
+                else:
+                    merged[k] = v
+            lin["resources"] = merged
+            st["cgroup"] = mgr.to_dict()
+            self.store.write(self.id, st)
+        finally:
+            lock.release()
+
+    def stats(self):
+        st, status, mgr = self._running_with_cgroup("get statistics of", ("running", "created", "paused"))
+        return mgr.stats()
+
     # ----------------------------------------------------------------------------------------------- delete
     def delete(self, force=False):
         lock = self.store.open(self.id)

@@ -1,0 +1,11 @@
+from . import need_args, root_of
+from ..container import Container
+
+USAGE = "<container-id>"
+FLAGS = {"help": "bool", "h": "help"}
+
+
+def run(g, fl, args):
+    need_args(args, 1, "pause", USAGE, at_most=1)
+    Container(args[0], root_of(g)).pause()
+    return 0
