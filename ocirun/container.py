@@ -360,10 +360,44 @@ class _Creator:
                 raise OciError(f"config.json: /process/user/uid: {u.uid} is not mapped in linux.uidMappings")
             if self.plan.new_user and not namespaces.maps_contain(self.plan.gid_mappings, u.gid):
                 raise OciError(f"config.json: /process/user/gid: {u.gid} is not mapped in linux.gidMappings")
+        self._socket_activation()
+        self._notify_socket()
         if cfg.process.terminal and not self.opts.console_socket and self.opts.detach:
             raise OciError("cannot allocate tty if ocirun will detach without setting console socket")
         if not cfg.process.terminal and self.opts.console_socket:
             raise OciError("cannot use console socket if ocirun will not allocate tty")
+
+    def _socket_activation(self):
+        """systemd socket activation, as runc: LISTEN_FDS meant for us are passed on as fds 3.. of the
+        container's process (before the --preserve-fds ones), with LISTEN_FDS=N and LISTEN_PID=1."""
+        try:
+            n = int(os.environ.get("LISTEN_FDS", "0"))
+            mine = int(os.environ.get("LISTEN_PID", "0")) == os.getpid()
+        except ValueError:
+            return
+        if n > 0 and mine:
+            self.opts.preserve_fds += n
+            self.cfg.process.env = [e for e in self.cfg.process.env
+                                    if not e.startswith(("LISTEN_FDS=", "LISTEN_PID="))]
+            self.cfg.process.env += [f"LISTEN_FDS={n}", "LISTEN_PID=1"]
+
+    def _notify_socket(self):
+        """sd_notify containers: the NOTIFY_SOCKET ocirun was given is bind-mounted into the container at
+        /run/notify/notify.sock and named in its environment (abstract sockets cannot be passed this way)."""
+        path = os.environ.get("NOTIFY_SOCKET")
+        if not path or path.startswith("@"):
+            return
+        import stat
+
+        try:
+            if not stat.S_ISSOCK(os.stat(path).st_mode):
+                return
+        except OSError:
+            return
+        dest = "/run/notify/notify.sock"
+        self.cfg.mounts.append(C.Mount(destination=dest, type="bind", source=path, options=["bind", "nosuid", "nodev"]))
+        self.cfg.process.env = [e for e in self.cfg.process.env if not e.startswith("NOTIFY_SOCKET=")]
+        self.cfg.process.env.append(f"NOTIFY_SOCKET={dest}")
 
     def run(self, start):
         trace("parent: begin")

@@ -1,7 +1,623 @@
-"""seccomp via libseccomp (pyseccomp). Placeholder until the process-security issue: refuses clearly."""
+"""linux.seccomp: compile the profile to classic BPF with libseccomp, cache the program, install it raw.
+
+prepare() runs in the container's init before pivot_root (in `exec`, before setns into the mount namespace):
+
+1. translate the JSON into numbers (actions, operators, architectures, flags), checking every field; errors
+   name the field (`linux.seccomp.syscalls[3].action: unknown action "SCMP_ACT_FOO"`);
+2. look the BPF program up in a cache keyed by a digest of the profile, the machine, the libseccomp version and
+   the kernel release; on a miss, build it with libseccomp (pyseccomp) exactly as runc does, export it with
+   seccomp_export_bpf and store it (atomically, checked on every read);
+3. with SCMP_ACT_NOTIFY, connect to listenerPath (a host path: after pivot_root it would be out of reach).
+
+Filter.load() then only calls seccomp(SECCOMP_SET_MODE_FILTER, flags, prog): no import, no open. So on a cache
+hit libseccomp is never loaded at all, and the program installed is byte for byte what libseccomp exported.
+
+runc's semantics kept: SCMP_ACT_KILL is KILL_THREAD; ERRNO and TRACE default to EPERM; unknown syscall names
+are skipped (debug log); a rule whose action equals the default action is skipped; several args conditions in
+one rule are ANDed unless two of them test the same argument, in which case each becomes a rule of its own
+(ORed); the native architecture is always in the filter; no_new_privs is not set by the filter (ocirun does
+it, per process.noNewPrivileges). SCMP_ACT_NOTIFY cannot be the default action, nor be used for write/sendmsg
+(the init sends the listener fd with sendmsg once the filter is in force).
+
+Cache: $OCIRUN_SECCOMP_CACHE if set ("" or "off" disables it), else /var/cache/ocirun/seccomp for root and
+$XDG_CACHE_HOME/ocirun/seccomp (~/.cache/...) otherwise. Directory and entries must belong to the caller (or
+root) and not be writable by others; an entry that fails any check is rebuilt and rewritten.
+"""
+import os
+
 from .errors import OciError
+
+# Action encodings (SECCOMP_RET_* as libseccomp's SCMP_ACT_*); the low 16 bits of ERRNO/TRACE carry data.
+ACTIONS = {
+    "SCMP_ACT_KILL": 0x00000000,          # libseccomp's SCMP_ACT_KILL is KILL_THREAD (runc too)
+    "SCMP_ACT_KILL_THREAD": 0x00000000,
+    "SCMP_ACT_KILL_PROCESS": 0x80000000,
+    "SCMP_ACT_TRAP": 0x00030000,
+    "SCMP_ACT_ERRNO": 0x00050000,
+    "SCMP_ACT_TRACE": 0x7FF00000,
+    "SCMP_ACT_LOG": 0x7FFC0000,
+    "SCMP_ACT_ALLOW": 0x7FFF0000,
+    "SCMP_ACT_NOTIFY": 0x7FC00000,
+}
+_WITH_DATA = ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE")
+EPERM = 1
+
+OPERATORS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4, "SCMP_CMP_GE": 5,
+             "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
+
+_LE, _64, _N32 = 0x40000000, 0x80000000, 0x20000000
+# AUDIT_ARCH_* values, which libseccomp uses as its SCMP_ARCH_* tokens.
+ARCHS = {
+    "SCMP_ARCH_X86": 3 | _LE, "SCMP_ARCH_X86_64": 62 | _64 | _LE, "SCMP_ARCH_X32": 62 | _LE,
+    "SCMP_ARCH_ARM": 40 | _LE, "SCMP_ARCH_AARCH64": 183 | _64 | _LE,
+    "SCMP_ARCH_MIPS": 8, "SCMP_ARCH_MIPS64": 8 | _64, "SCMP_ARCH_MIPS64N32": 8 | _64 | _N32,
+    "SCMP_ARCH_MIPSEL": 8 | _LE, "SCMP_ARCH_MIPSEL64": 8 | _64 | _LE, "SCMP_ARCH_MIPSEL64N32": 8 | _64 | _LE | _N32,
+    "SCMP_ARCH_PPC": 20, "SCMP_ARCH_PPC64": 21 | _64, "SCMP_ARCH_PPC64LE": 21 | _64 | _LE,
+    "SCMP_ARCH_S390": 22, "SCMP_ARCH_S390X": 22 | _64,
+    "SCMP_ARCH_PARISC": 15, "SCMP_ARCH_PARISC64": 15 | _64,
+    "SCMP_ARCH_RISCV64": 243 | _64 | _LE,
+    "SCMP_ARCH_LOONGARCH64": 258 | _64 | _LE, "SCMP_ARCH_M68K": 4,
+    "SCMP_ARCH_SH": 42 | _LE, "SCMP_ARCH_SHEB": 42,
+}
+
+SECCOMP_SET_MODE_FILTER = 1
+FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2, "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4,
+         "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": 32}
+FLAG_NEW_LISTENER = 8
+FLAG_TSYNC_ESRCH = 16
+
+# seccomp(2) by machine (uname -m); other machines ask libseccomp.
+_NR_SECCOMP = {"x86_64": 317, "i386": 354, "i686": 354, "aarch64": 277, "riscv64": 277, "loongarch64": 277,
+               "armv7l": 383, "armv6l": 383, "ppc64le": 358, "ppc64": 358, "s390x": 348}
+
+BPF_MAXINSNS = 4096
+_MAGIC = b"ocirun-seccomp-bpf\x01\n"
+_FORMAT = "1"
+_NR_SCMP_ERROR = -1
+# The init sends the listener fd with sendmsg after the filter is loaded (runc: write): never notified.
+_NOTIFY_FORBIDDEN = ("write", "sendmsg")
+
+
+class Rule:
+    __slots__ = ("action", "names", "conds", "index")
+
+    def __init__(self, action, names, conds, index):
+        self.action = action        # encoded action
+        self.names = names          # syscall names
+        self.conds = conds          # [(arg index, op, datum_a, datum_b)]
+        self.index = index          # position in linux.seccomp.syscalls, for messages
+
+    def condition_sets(self):
+        """runc: all conditions in one rule (ANDed), unless an argument is tested twice: then one rule each."""
+        if not self.conds:
+            return [()]
+        idx = [c[0] for c in self.conds]
+        if len(set(idx)) != len(idx):
+            return [(c,) for c in self.conds]
+        return [tuple(self.conds)]
+
+
+class Profile:
+    """linux.seccomp translated to numbers; see translate()."""
+
+    __slots__ = ("default", "archs", "rules", "flags", "notify", "listener_path", "metadata", "raw")
+
+    def bpf_key_doc(self):
+        """What the BPF depends on: the profile without the listener (path/metadata) and flags (load-time)."""
+        return {k: v for k, v in self.raw.items() if k not in ("listenerPath", "listenerMetadata", "flags")}
+
+
+def _action(name, errno_ret, where, default_errno=EPERM):
+    if name not in ACTIONS:
+        raise OciError(f'{where}: unknown action "{name}"')
+    if name in _WITH_DATA:
+        ret = default_errno if errno_ret is None else errno_ret
+        if not isinstance(ret, int) or isinstance(ret, bool) or not 0 <= ret <= 0xFFFF:
+            raise OciError(f"{where}: errno {ret!r} is out of range (0-65535)")
+        return ACTIONS[name] | ret
+    return ACTIONS[name]
+
+
+def translate(cfg):
+    """Check linux.seccomp and turn it into a Profile (no libseccomp needed). Raises OciError."""
+    if not isinstance(cfg, dict):
+        raise OciError("linux.seccomp: must be an object")
+    p = Profile()
+    p.raw = cfg
+    dname = cfg.get("defaultAction")
+    if dname is None:
+        raise OciError("linux.seccomp.defaultAction: missing")
+    if dname not in ACTIONS:
+        raise OciError(f'linux.seccomp.defaultAction: unknown action "{dname}"')
+    if dname == "SCMP_ACT_NOTIFY":
+        raise OciError("linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be used as the default action")
+    der = cfg.get("defaultErrnoRet")
+    if der is not None and dname not in _WITH_DATA:
+        raise OciError(f"linux.seccomp.defaultErrnoRet: {dname} takes no errno (only SCMP_ACT_ERRNO and "
+                       f"SCMP_ACT_TRACE do)")
+    p.default = _action(dname, der, "linux.seccomp.defaultErrnoRet")
+    p.archs = []
+    for i, a in enumerate(cfg.get("architectures") or ()):
+        if a not in ARCHS:
+            raise OciError(f'linux.seccomp.architectures[{i}]: unknown architecture "{a}"')
+        p.archs.append(ARCHS[a])
+    p.flags = 0
+    for i, f in enumerate(cfg.get("flags") or ()):
+        if f not in FLAGS:
+            raise OciError(f'linux.seccomp.flags[{i}]: unknown flag "{f}"')
+        p.flags |= FLAGS[f]
+    p.rules = []
+    p.notify = False
+    for i, sc in enumerate(cfg.get("syscalls") or ()):
+        where = f"linux.seccomp.syscalls[{i}]"
+        if not isinstance(sc, dict):
+            raise OciError(f"{where}: must be an object")
+        aname = sc.get("action")
+        if aname not in ACTIONS:
+            raise OciError(f'{where}.action: unknown action "{aname}"')
+        er = sc.get("errnoRet")
+        if er is not None and aname not in _WITH_DATA:
+            raise OciError(f"{where}.errnoRet: {aname} takes no errno (only SCMP_ACT_ERRNO and SCMP_ACT_TRACE do)")
+        act = _action(aname, er, f"{where}.errnoRet")
+        names = sc.get("names")
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+            raise OciError(f"{where}.names: must be a non-empty list of syscall names")
+        if aname == "SCMP_ACT_NOTIFY":
+            p.notify = True
+            for n in names:
+                if n in _NOTIFY_FORBIDDEN:
+                    raise OciError(f"{where}: SCMP_ACT_NOTIFY cannot be used for the {n} syscall (the runtime "
+                                   f"needs it to hand the listener fd over)")
+        conds = []
+        for j, a in enumerate(sc.get("args") or ()):
+            aw = f"{where}.args[{j}]"
+            if not isinstance(a, dict):
+                raise OciError(f"{aw}: must be an object")
+            idx = a.get("index")
+            if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx <= 5:
+                raise OciError(f"{aw}.index: {idx!r} is out of range (a syscall has arguments 0-5)")
+            op = a.get("op")
+            if op not in OPERATORS:
+                raise OciError(f'{aw}.op: unknown operator "{op}"')
+            v1 = a.get("value")
+            v2 = a.get("valueTwo", 0)
+            for fname, v in (("value", v1), ("valueTwo", v2)):
+                if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << 64:
+                    raise OciError(f"{aw}.{fname}: {v!r} is not a 64-bit unsigned integer")
+            conds.append((idx, OPERATORS[op], v1, v2))
+        if act == p.default:
+            continue  # runc: nothing to add, the default action already does it
+        p.rules.append(Rule(act, names, conds, i))
+    p.listener_path = cfg.get("listenerPath") or None
+    p.metadata = cfg.get("listenerMetadata") or ""
+    if p.notify and not p.listener_path:
+        raise OciError("linux.seccomp.listenerPath: SCMP_ACT_NOTIFY is used, but no listenerPath is set")
+    if p.notify:
+        p.flags |= FLAG_NEW_LISTENER
+        if p.flags & FLAGS["SECCOMP_FILTER_FLAG_TSYNC"]:
+            p.flags |= FLAG_TSYNC_ESRCH  # the kernel refuses TSYNC with a listener without it
+    elif p.flags & FLAGS["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]:
+        from .log import debug
+
+        debug("seccomp: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV ignored: no SCMP_ACT_NOTIFY rule")
+        p.flags &= ~FLAGS["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
+    return p
+
+
+# ---------------------------------------------------------------------------------------------- libseccomp
+_lib = None            # ctypes handle on libseccomp.so.2 (version, native arch), loaded by _libseccomp()
+_pyseccomp = None
+
+
+def _libseccomp():
+    """ctypes.CDLL of libseccomp.so.2 (no search: dlopen finds it as the dynamic linker would)."""
+    global _lib
+    if _lib is None:
+        import ctypes
+
+        for name in ("libseccomp.so.2", "libseccomp.so"):
+            try:
+                _lib = ctypes.CDLL(name, use_errno=True)
+                break
+            except OSError:
+                continue
+        else:
+            raise OciError("linux.seccomp: libseccomp (libseccomp.so.2) is not installed on this host")
+    return _lib
+
+
+def libseccomp_version():
+    import ctypes
+
+    class V(ctypes.Structure):
+        _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
+
+    fn = _libseccomp().seccomp_version
+    fn.restype = ctypes.POINTER(V)
+    v = fn().contents
+    return f"{v.major}.{v.minor}.{v.micro}"
+
+
+def _import_pyseccomp():
+    """Import pyseccomp without its ctypes.util.find_library calls (~35 ms: they run ldconfig/gcc).
+
+    pyseccomp only asks find_library for "c" and "seccomp" at import time; while it imports, ctypes.util is a
+    stand-in answering with names dlopen resolves itself (None = the process's own libc symbols). The real
+    ctypes.util is untouched if it was already imported, and the stand-in is removed afterwards."""
+    global _pyseccomp
+    if _pyseccomp is not None:
+        return _pyseccomp
+    import sys
+
+    if "pyseccomp" in sys.modules or "ctypes.util" in sys.modules:
+        import pyseccomp
+    else:
+        import ctypes
+
+        _libseccomp()
+        stub = type(sys)("ctypes.util")
+        stub.find_library = lambda name: {"seccomp": _lib._name}.get(name)
+        sys.modules["ctypes.util"] = stub
+        ctypes.util = stub
+        try:
+            import pyseccomp
+        finally:
+            del sys.modules["ctypes.util"]
+            del ctypes.util
+    _pyseccomp = pyseccomp
+    return pyseccomp
+
+
+def compile_bpf(profile):
+    """The BPF program (bytes, 8 per instruction) libseccomp builds for `profile`, as runc would build it."""
+    ps = _import_pyseccomp()
+    try:
+        f = ps.SyscallFilter(profile.default)
+    except OSError as e:
+        raise OciError(f"linux.seccomp.defaultAction: libseccomp refuses it: {e.strerror}") from None
+    try:
+        f.set_attr(ps.Attr.CTL_NNP, 0)
+    except OSError:
+        pass
+    for i, arch in enumerate(profile.archs):
+        if f.exist_arch(arch):
+            continue
+        try:
+            f.add_arch(arch)
+        except OSError as e:
+            name = profile.raw["architectures"][i]
+            raise OciError(f"linux.seccomp.architectures[{i}]: {name} is not supported by libseccomp "
+                           f"{libseccomp_version()}: {e.strerror}") from None
+    from .log import debug
+
+    resolve = _libseccomp().seccomp_syscall_resolve_name
+    for rule in profile.rules:
+        where = f"linux.seccomp.syscalls[{rule.index}]"
+        for name in rule.names:
+            nr = resolve(name.encode())
+            if nr == _NR_SCMP_ERROR:
+                debug(f"seccomp: {where}: unknown syscall {name!r} skipped")
+                continue
+            for conds in rule.condition_sets():
+                args = [ps.Arg(*c) for c in conds]
+                try:
+                    f.add_rule(rule.action, nr, *args)
+                except OSError as e:
+                    raise OciError(f"{where}: libseccomp refuses the rule for {name!r}: {e.strerror}") from None
+    r, w = os.pipe2(os.O_CLOEXEC) if hasattr(os, "pipe2") else os.pipe()
+    fd = os.memfd_create("ocirun-seccomp", os.MFD_CLOEXEC)
+    os.close(r)
+    os.close(w)
+    try:
+        try:
+            f.export_bpf(_Fd(fd))
+        except OSError as e:
+            raise OciError(f"linux.seccomp: libseccomp cannot export the filter: {e.strerror}") from None
+        size = os.lseek(fd, 0, os.SEEK_END)
+        os.lseek(fd, 0, os.SEEK_SET)
+        data = b""
+        while len(data) < size:
+            chunk = os.read(fd, size - len(data))
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    if not data or len(data) % 8 or len(data) // 8 > BPF_MAXINSNS:
+        raise OciError(f"linux.seccomp: the filter compiles to {len(data) // 8} BPF instructions; the kernel "
+                       f"accepts 1 to {BPF_MAXINSNS}")
+    return data
+
+
+class _Fd:
+    def __init__(self, fd):
+        self._fd = fd
+
+    def fileno(self):
+        return self._fd
+
+
+# ---------------------------------------------------------------------------------------------- cache
+def _sha256(data):
+    try:
+        from _sha256 import sha256
+    except ImportError:  # Python >= 3.12
+        try:
+            from _sha2 import sha256
+        except ImportError:
+            from hashlib import sha256
+    return sha256(data).digest()
+
+
+def cache_dir():
+    env = os.environ.get("OCIRUN_SECCOMP_CACHE")
+    if env is not None:
+        return None if env in ("", "off") else env
+    if os.geteuid() == 0:
+        return "/var/cache/ocirun/seccomp"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "ocirun", "seccomp")
+
+
+def cache_key(profile, version=None):
+    """sha256 over what the BPF depends on: the profile (canonical JSON), machine, libseccomp, kernel."""
+    from . import jsonio
+
+    u = os.uname()
+    doc = jsonio.dumps(profile.bpf_key_doc(), sort_keys=True)
+    text = "\0".join((_FORMAT, u.machine, u.release, version or libseccomp_version(), doc))
+    return _sha256(text.encode())
+
+
+def _trusted(st):
+    return st.st_uid in (os.geteuid(), 0) and not st.st_mode & 0o022
+
+
+def cache_read(path, key):
+    """The cached program for `key`, or None (missing, untrusted or corrupt entries are misses)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        import stat
+
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or not _trusted(st) or st.st_size > 64 + 8 * BPF_MAXINSNS + 64:
+            return None
+        data = os.read(fd, st.st_size + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    head = len(_MAGIC) + 32 + 4
+    if len(data) < head + 8 + 32 or not data.startswith(_MAGIC) or data[len(_MAGIC):len(_MAGIC) + 32] != key:
+        return None
+    n = int.from_bytes(data[head - 4:head], "little")
+    prog = data[head:-32]
+    if len(prog) != n * 8 or not 0 < n <= BPF_MAXINSNS or _sha256(data[:-32]) != data[-32:]:
+        return None
+    return prog
+
+
+def cache_entry(key, prog):
+    body = _MAGIC + key + (len(prog) // 8).to_bytes(4, "little") + prog
+    return body + _sha256(body)
+
+
+def cache_write(d, path, key, prog):
+    """Store atomically (temp file + rename); failures only cost a recompile next time."""
+    try:
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        st = os.stat(d)
+        if not _trusted(st):
+            return False
+        tmp = os.path.join(d, f".tmp-{os.getpid()}-{os.urandom(4).hex()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            data = cache_entry(key, prog)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+        return True
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except (OSError, UnboundLocalError):
+            pass
+        return False
+
+
+def program_for(profile):
+    """The BPF program for `profile`: from the cache, else compiled by libseccomp (and cached)."""
+    d = cache_dir()
+    if d is None:
+        return compile_bpf(profile)
+    key = cache_key(profile)
+    path = os.path.join(d, key.hex() + ".bpf")
+    prog = cache_read(path, key)
+    if prog is not None:
+        return prog
+    prog = compile_bpf(profile)
+    cache_write(d, path, key, prog)
+    return prog
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def _nr_seccomp():
+    nr = _NR_SECCOMP.get(os.uname().machine)
+    if nr is None:
+        nr = _libseccomp().seccomp_syscall_resolve_name(b"seccomp")
+        if nr < 0:
+            raise OciError("linux.seccomp: the seccomp syscall is unknown on this machine")
+    return nr
+
+
+def _syscall_fn():
+    from . import syscalls as S
+
+    return S._lib().syscall
+
+
+def check_flags(flags, libc=None, nr=None):
+    """Ask the kernel about each filter flag (a NULL program: EFAULT = known, EINVAL = unknown)."""
+    import ctypes
+
+    libc = libc or _syscall_fn()
+    nr = nr or _nr_seccomp()
+    for name, bit in FLAGS.items():
+        if not flags & bit:
+            continue
+        probe = bit | (FLAG_NEW_LISTENER if bit == FLAGS["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"] else 0)
+        if libc(nr, SECCOMP_SET_MODE_FILTER, ctypes.c_uint(probe), None) < 0 and ctypes.get_errno() == 22:
+            raise OciError(f"linux.seccomp.flags: {name} is not supported by this kernel ({os.uname().release})")
+    for bit, name in ((FLAG_NEW_LISTENER, "SCMP_ACT_NOTIFY (SECCOMP_FILTER_FLAG_NEW_LISTENER)"),
+                      (FLAG_TSYNC_ESRCH, "SECCOMP_FILTER_FLAG_TSYNC with SCMP_ACT_NOTIFY")):
+        if flags & bit and libc(nr, SECCOMP_SET_MODE_FILTER, ctypes.c_uint(bit), None) < 0 \
+                and ctypes.get_errno() == 22:
+            raise OciError(f"linux.seccomp: {name} is not supported by this kernel ({os.uname().release})")
+
+
+class Filter:
+    """A BPF program ready to install; load() makes the seccomp(2) call (and, with a listener, hands its fd)."""
+
+    def __init__(self, prog, flags, listener=None):
+        import ctypes
+
+        class SockFprog(ctypes.Structure):
+            _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+        self.prog = prog
+        self.flags = flags
+        self._ctypes = ctypes
+        self._buf = ctypes.create_string_buffer(prog, len(prog))
+        self._fprog = SockFprog(len(prog) // 8, ctypes.addressof(self._buf))
+        self._ref = ctypes.byref(self._fprog)
+        self._flags = ctypes.c_uint(flags)
+        self._syscall = _syscall_fn()
+        self._nr = _nr_seccomp()
+        self._listener = listener
+        self.loaded = False
+        self.notify_fd = None
+
+    def load(self):
+        if self.loaded:
+            return
+        lst = self._listener
+        payload = lst.payload() if lst is not None else None  # before the filter: it may read /proc
+        r = self._syscall(self._nr, SECCOMP_SET_MODE_FILTER, self._flags, self._ref)
+        if r < 0:
+            e = self._ctypes.get_errno()
+            raise OciError(f"linux.seccomp: cannot load the filter: seccomp(SECCOMP_SET_MODE_FILTER): "
+                           f"{os.strerror(e)}")
+        self.loaded = True
+        if lst is not None:
+            self.notify_fd = r
+            lst.send(r, payload)
+
+    def close(self):
+        if self._listener is not None:
+            self._listener.close()
+
+
+class Listener:
+    """The connection to listenerPath, made before pivot_root; sends the notify fd and containerProcessState."""
+
+    def __init__(self, path, metadata, state):
+        import _socket
+
+        self.path = path
+        self.metadata = metadata
+        self.state = state
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+        try:
+            sock.connect(path)
+        except OSError as e:
+            sock.close()
+            raise OciError(f"linux.seccomp.listenerPath: cannot connect to {path}: {e.strerror}") from None
+        self.sock = sock
+        self._scm = (_socket.SOL_SOCKET, _socket.SCM_RIGHTS)
+        # host /proc: readlink("self") there gives this process's pid as the host sees it, even after a fork
+        # into a pid namespace (exec) or after pivot_root (init).
+        self._proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        from . import jsonio
+
+        self._dumps = jsonio.dumps
+
+    def payload(self):
+        try:
+            pid = int(os.readlink("self", dir_fd=self._proc))
+        except (OSError, ValueError):
+            pid = os.getpid()
+        st = dict(self.state)
+        if not st.get("pid"):
+            st["pid"] = pid
+        doc = {"ociVersion": st.get("ociVersion"), "fds": ["seccompFd"], "pid": pid}
+        if self.metadata:
+            doc["metadata"] = self.metadata
+        doc["state"] = st
+        return self._dumps(doc).encode()
+
+    def send(self, fd, payload):
+        import sys
+
+        try:
+            n = self.sock.sendmsg([payload], [(self._scm[0], self._scm[1], fd.to_bytes(4, sys.byteorder))])
+            while n < len(payload):
+                payload = payload[n:]
+                n = self.sock.send(payload)
+        except OSError as e:
+            raise OciError(f"linux.seccomp.listenerPath: cannot send the seccomp fd to {self.path}: "
+                           f"{e.strerror}") from None
+        self.close()
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        if self._proc is not None:
+            try:
+                os.close(self._proc)
+            except OSError:
+                pass
+            self._proc = None
+
+
+def _state(creator):
+    from .version import SPEC_VERSION
+
+    if creator is None:
+        st = {"id": "", "status": "running", "pid": 0, "bundle": "", "annotations": {}}
+    elif isinstance(creator, dict):
+        st = dict(creator)
+    else:
+        cfg = getattr(creator, "cfg", None)
+        st = {"id": creator.c.id, "status": "creating", "pid": getattr(creator, "init_pid", 0) or 0,
+              "bundle": getattr(creator, "bundle", "") or "",
+              "annotations": (getattr(cfg, "annotations", None) or {})}
+    st.setdefault("ociVersion", SPEC_VERSION)
+    st.setdefault("annotations", {})
+    return {"ociVersion": st["ociVersion"], "id": st.get("id", ""), "status": st.get("status", "running"),
+            "pid": st.get("pid") or 0, "bundle": st.get("bundle", ""), "annotations": st["annotations"] or {}}
 
 
 def prepare(seccomp_cfg, creator):
-    """Compile linux.seccomp into a filter object with .load(); called before pivot_root/setns(mnt)."""
-    raise OciError("linux.seccomp: seccomp filters are not supported by this ocirun build yet")
+    """Compile linux.seccomp into a Filter with .load(); called before pivot_root/setns(mnt).
+
+    `creator` is the container creator (init), None (exec) or a state dict (id, status, pid, bundle,
+    annotations) used for the containerProcessState sent to listenerPath."""
+    profile = translate(seccomp_cfg)
+    check_flags(profile.flags)
+    prog = program_for(profile)
+    listener = None
+    if profile.notify:
+        listener = Listener(profile.listener_path, profile.metadata, _state(creator))
+    return Filter(prog, profile.flags, listener)
