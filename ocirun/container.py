@@ -321,6 +321,7 @@ class _Creator:
         self.console_fd = None
         self.pty_master = None
         self.idmap_fds = {}
+        self.sfilter = None
 
     def load(self):
         cid = self.c.id
@@ -444,6 +445,14 @@ class _Creator:
         # The record (with the cgroup paths) exists before anything is made, so nothing can leak untracked.
         self.store.write(self.c.id, self._record("creating"))
         S._lib()  # load ctypes before fork: after it, both processes would pay copy-on-write faults for it
+        # Everything the stages import must be imported now: after pivot_root the host's Python is gone, and in
+        # a new user namespace the stage runs as an unmapped uid that may not read the interpreter's stdlib.
+        _preload(cfg)
+        self.sfilter = None
+        if lin.seccomp is not None:
+            from . import seccomp
+
+            self.sfilter = seccomp.prepare(lin.seccomp, self)
         self.idmap_fds = self._idmap_userns()
         if fg:
             S.set_child_subreaper()
@@ -781,27 +790,21 @@ def _init(cr, chan, start):
         from . import hooks
 
         hooks.run_hooks("createContainer", h.create_container, _hook_state(cr._record("creating"), "creating"))
-    _preload(cfg)
-    # seccomp: compiled now (libseccomp is loaded from the host before pivot_root), loaded last
-    sfilter = None
-    if lin.seccomp is not None:
-        from . import seccomp
-
-        sfilter = seccomp.prepare(lin.seccomp, cr)
+    sfilter = cr.sfilter  # compiled by the parent (see _Creator._create), loaded last
     listen_fd = None
     if not start:
         listen_fd = protocol.listen_unix(os.path.join(cr.store.dir(cr.c.id), St.START_SOCK))
     trace("init: hooks done")
     rootfs.pivot(sys, cr.rootfs, cr.opts.no_pivot)
     trace("init: pivoted")
+    if lin.sysctl:  # before readonlyPaths makes /proc/sys read-only (runc's order)
+        _sysctls(lin)
     croot = rootfs.Root("/", sys)
     if lin.masked_paths:
         rootfs.mask_paths(croot, lin.masked_paths)
     if lin.readonly_paths:
         rootfs.readonly_paths(croot, lin.readonly_paths)
     croot.close()
-    if lin.sysctl:
-        _sysctls(lin)
     if proc.terminal:
         from . import terminal
 
@@ -876,10 +879,20 @@ def _init(cr, chan, start):
 
 
 def _preload(cfg):
-    """Import, before pivot_root, everything the init uses after it: the host's Python is not in the rootfs."""
+    """Import in the parent, before fork, everything the stages use (see _Creator._create)."""
     import resource  # noqa: F401  (process.set_rlimits)
     import _prctl  # noqa: F401  (capabilities)
     import fcntl  # noqa: F401
+    import _signal  # noqa: F401
+    import select  # noqa: F401  (protocol timeouts)
+    from . import capabilities, devices, process  # noqa: F401
+
+    if cfg.hooks.create_container or cfg.hooks.start_container or cfg.hooks.prestart or cfg.hooks.create_runtime:
+        import time  # noqa: F401
+        from . import hooks  # noqa: F401
+    if any("tmpcopyup" in (m.options or ()) for m in cfg.mounts):
+        import shutil  # noqa: F401
+        import tempfile  # noqa: F401
 
     if cfg.process.apparmor_profile or cfg.process.selinux_label:
         from . import lsm  # noqa: F401

@@ -49,7 +49,14 @@ def loads(s):
     while i < n and s[i] in _WS:
         i += 1
     try:
-        obj, end = _scan(s, i)
+        try:
+            obj, end = _scan(s, i)
+        except SystemError:
+            # The C scanner raises json.decoder.JSONDecodeError, which it looks up in sys.modules without
+            # importing it (Python 3.11): on the error path only, import it and scan again for the message.
+            import json.decoder  # noqa: F401
+
+            obj, end = _scan(s, i)
     except StopIteration as e:
         raise JSONError("Expecting value", s, e.value) from None
     except ValueError as e:  # json.JSONDecodeError from the C scanner

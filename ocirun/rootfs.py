@@ -163,8 +163,11 @@ class Root:
             fd = nfd
         return fd
 
-    def ensure(self, path, is_dir=True, mode=0o755):
-        """Make `path` exist inside the root (a directory, or an empty file) and return an O_PATH fd of it."""
+    def ensure(self, path, is_dir=True, mode=0o755, _depth=0):
+        """Make `path` exist inside the root (a directory, or an empty file) and return an O_PATH fd of it.
+
+        A dangling symlink on the way is followed inside the root and its target created there (as runc
+        does), never on the host."""
         rel = clean(path)
         if is_dir or not rel:
             return self.mkdir_all(path, mode)
@@ -179,10 +182,24 @@ class Root:
                 fd = self.sys.openat2(pfd, name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644,
                                       S.RESOLVE_BENEATH | S.RESOLVE_NO_SYMLINKS)
                 os.close(fd)
-            except FileExistsError:
-                pass
+            except (FileExistsError, OSError) as e:
+                if isinstance(e, FileExistsError) or e.errno == 40:  # ELOOP: the name is a symlink
+                    try:
+                        target = os.readlink(name, dir_fd=pfd)
+                    except OSError:
+                        target = None
+                    if target is not None:
+                        if _depth >= 40:
+                            raise OciError(f"{path}: too many levels of symbolic links") from None
+                        nxt = target if target.startswith("/") else "/" + parent + "/" + target
+                        os.close(pfd)
+                        pfd = None
+                        return self.ensure(nxt, False, mode, _depth + 1)
+                elif not isinstance(e, FileExistsError):
+                    raise
         finally:
-            os.close(pfd)
+            if pfd is not None:
+                os.close(pfd)
         return self.resolve(rel)
 
 

@@ -5,7 +5,7 @@ prepare() runs in the container's init before pivot_root (in `exec`, before setn
 1. translate the JSON into numbers (actions, operators, architectures, flags), checking every field; errors
    name the field (`linux.seccomp.syscalls[3].action: unknown action "SCMP_ACT_FOO"`);
 2. look the BPF program up in a cache keyed by a digest of the profile, the machine, the libseccomp version and
-   the kernel release; on a miss, build it with libseccomp (pyseccomp) exactly as runc does, export it with
+   the kernel release; on a miss, build it with libseccomp (ctypes) exactly as runc does, export it with
    seccomp_export_bpf and store it (atomically, checked on every read);
 3. with SCMP_ACT_NOTIFY, connect to listenerPath (a host path: after pivot_root it would be out of reach).
 
@@ -19,9 +19,10 @@ one rule are ANDed unless two of them test the same argument, in which case each
 it, per process.noNewPrivileges). SCMP_ACT_NOTIFY cannot be the default action, nor be used for write/sendmsg
 (the init sends the listener fd with sendmsg once the filter is in force).
 
-Cache: $OCIRUN_SECCOMP_CACHE if set ("" or "off" disables it), else /var/cache/ocirun/seccomp for root and
-$XDG_CACHE_HOME/ocirun/seccomp (~/.cache/...) otherwise. Directory and entries must belong to the caller (or
-root) and not be writable by others; an entry that fails any check is rebuilt and rewritten.
+Cache: $OCIRUN_SECCOMP_CACHE if set ("" or "off" disables it), else /var/cache/ocirun/seccomp for the host's
+root and $XDG_CACHE_HOME/ocirun/seccomp (~/.cache/...) otherwise (root of a user namespace included). Directory
+and entries must belong to the caller (or root) and not be writable by others; an entry that fails any check
+is rebuilt and rewritten.
 """
 import os
 
@@ -206,7 +207,6 @@ def translate(cfg):
 
 # ---------------------------------------------------------------------------------------------- libseccomp
 _lib = None            # ctypes handle on libseccomp.so.2 (version, native arch), loaded by _libseccomp()
-_pyseccomp = None
 
 
 def _libseccomp():
@@ -238,103 +238,87 @@ def libseccomp_version():
     return f"{v.major}.{v.minor}.{v.micro}"
 
 
-def _import_pyseccomp():
-    """Import pyseccomp without its ctypes.util.find_library calls (~35 ms: they run ldconfig/gcc).
+def _bind():
+    """Declare the few libseccomp calls compile_bpf() makes (ctypes; pyseccomp's import alone costs ~35 ms)."""
+    import ctypes
 
-    pyseccomp only asks find_library for "c" and "seccomp" at import time; while it imports, ctypes.util is a
-    stand-in answering with names dlopen resolves itself (None = the process's own libc symbols). The real
-    ctypes.util is untouched if it was already imported, and the stand-in is removed afterwards."""
-    global _pyseccomp
-    if _pyseccomp is not None:
-        return _pyseccomp
-    import sys
+    lib = _libseccomp()
+    if getattr(lib, "_ocirun_bound", False):
+        return lib
+    vp, u32, i = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int
+    for name, res, args in (("seccomp_init", vp, (u32,)), ("seccomp_release", None, (vp,)),
+                            ("seccomp_attr_set", i, (vp, i, u32)), ("seccomp_arch_exist", i, (vp, u32)),
+                            ("seccomp_arch_add", i, (vp, u32)), ("seccomp_syscall_resolve_name", i, (ctypes.c_char_p,)),
+                            ("seccomp_rule_add_array", i, (vp, u32, i, ctypes.c_uint, vp)),
+                            ("seccomp_export_bpf", i, (vp, i))):
+        fn = getattr(lib, name)
+        fn.restype = res
+        fn.argtypes = args
 
-    if "pyseccomp" in sys.modules or "ctypes.util" in sys.modules:
-        import pyseccomp
-    else:
-        import ctypes
+    class ArgCmp(ctypes.Structure):
+        _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                    ("datum_b", ctypes.c_uint64)]
 
-        _libseccomp()
-        stub = type(sys)("ctypes.util")
-        stub.find_library = lambda name: {"seccomp": _lib._name}.get(name)
-        sys.modules["ctypes.util"] = stub
-        ctypes.util = stub
-        try:
-            import pyseccomp
-        finally:
-            del sys.modules["ctypes.util"]
-            del ctypes.util
-    _pyseccomp = pyseccomp
-    return pyseccomp
+    lib.ArgCmp = ArgCmp
+    lib._ocirun_bound = True
+    return lib
+
+
+_ATTR_CTL_NNP = 3
+_EEXIST = 17
 
 
 def compile_bpf(profile):
     """The BPF program (bytes, 8 per instruction) libseccomp builds for `profile`, as runc would build it."""
-    ps = _import_pyseccomp()
+    lib = _bind()
+    ctx = lib.seccomp_init(profile.default)
+    if not ctx:
+        raise OciError("linux.seccomp.defaultAction: libseccomp refuses it")
     try:
-        f = ps.SyscallFilter(profile.default)
-    except OSError as e:
-        raise OciError(f"linux.seccomp.defaultAction: libseccomp refuses it: {e.strerror}") from None
-    try:
-        f.set_attr(ps.Attr.CTL_NNP, 0)
-    except OSError:
-        pass
-    for i, arch in enumerate(profile.archs):
-        if f.exist_arch(arch):
-            continue
-        try:
-            f.add_arch(arch)
-        except OSError as e:
-            name = profile.raw["architectures"][i]
-            raise OciError(f"linux.seccomp.architectures[{i}]: {name} is not supported by libseccomp "
-                           f"{libseccomp_version()}: {e.strerror}") from None
-    from .log import debug
-
-    resolve = _libseccomp().seccomp_syscall_resolve_name
-    for rule in profile.rules:
-        where = f"linux.seccomp.syscalls[{rule.index}]"
-        for name in rule.names:
-            nr = resolve(name.encode())
-            if nr == _NR_SCMP_ERROR:
-                debug(f"seccomp: {where}: unknown syscall {name!r} skipped")
+        lib.seccomp_attr_set(ctx, _ATTR_CTL_NNP, 0)
+        for i, arch in enumerate(profile.archs):
+            if lib.seccomp_arch_exist(ctx, arch) == 0:
                 continue
-            for conds in rule.condition_sets():
-                args = [ps.Arg(*c) for c in conds]
-                try:
-                    f.add_rule(rule.action, nr, *args)
-                except OSError as e:
-                    raise OciError(f"{where}: libseccomp refuses the rule for {name!r}: {e.strerror}") from None
-    r, w = os.pipe2(os.O_CLOEXEC) if hasattr(os, "pipe2") else os.pipe()
-    fd = os.memfd_create("ocirun-seccomp", os.MFD_CLOEXEC)
-    os.close(r)
-    os.close(w)
-    try:
+            r = lib.seccomp_arch_add(ctx, arch)
+            if r < 0 and r != -_EEXIST:
+                name = profile.raw["architectures"][i]
+                raise OciError(f"linux.seccomp.architectures[{i}]: {name} is not supported by libseccomp "
+                               f"{libseccomp_version()}: {os.strerror(-r)}")
+        from .log import debug
+
+        for rule in profile.rules:
+            where = f"linux.seccomp.syscalls[{rule.index}]"
+            for name in rule.names:
+                nr = lib.seccomp_syscall_resolve_name(name.encode())
+                if nr == _NR_SCMP_ERROR:
+                    debug(f"seccomp: {where}: unknown syscall {name!r} skipped")
+                    continue
+                for conds in rule.condition_sets():
+                    arr = (lib.ArgCmp * max(len(conds), 1))(*conds)
+                    r = lib.seccomp_rule_add_array(ctx, rule.action, nr, len(conds), arr)
+                    if r < 0:
+                        raise OciError(f"{where}: libseccomp refuses the rule for {name!r}: {os.strerror(-r)}")
+        fd = os.memfd_create("ocirun-seccomp", os.MFD_CLOEXEC)
         try:
-            f.export_bpf(_Fd(fd))
-        except OSError as e:
-            raise OciError(f"linux.seccomp: libseccomp cannot export the filter: {e.strerror}") from None
-        size = os.lseek(fd, 0, os.SEEK_END)
-        os.lseek(fd, 0, os.SEEK_SET)
-        data = b""
-        while len(data) < size:
-            chunk = os.read(fd, size - len(data))
-            if not chunk:
-                break
-            data += chunk
+            r = lib.seccomp_export_bpf(ctx, fd)
+            if r < 0:
+                raise OciError(f"linux.seccomp: libseccomp cannot export the filter: {os.strerror(-r)}")
+            size = os.lseek(fd, 0, os.SEEK_END)
+            os.lseek(fd, 0, os.SEEK_SET)
+            data = b""
+            while len(data) < size:
+                chunk = os.read(fd, size - len(data))
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            os.close(fd)
     finally:
-        os.close(fd)
+        lib.seccomp_release(ctx)
     if not data or len(data) % 8 or len(data) // 8 > BPF_MAXINSNS:
         raise OciError(f"linux.seccomp: the filter compiles to {len(data) // 8} BPF instructions; the kernel "
                        f"accepts 1 to {BPF_MAXINSNS}")
     return data
-
-
-class _Fd:
-    def __init__(self, fd):
-        self._fd = fd
-
-    def fileno(self):
-        return self._fd
 
 
 # ---------------------------------------------------------------------------------------------- cache
@@ -353,10 +337,21 @@ def cache_dir():
     env = os.environ.get("OCIRUN_SECCOMP_CACHE")
     if env is not None:
         return None if env in ("", "off") else env
-    if os.geteuid() == 0:
+    if _host_root():
         return "/var/cache/ocirun/seccomp"
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "ocirun", "seccomp")
+
+
+def _host_root():
+    """Root of the host, not of a user namespace (whose root cannot write, nor trust, the host's root files)."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        with open("/proc/self/uid_map", "rb") as f:
+            return f.read().split() == [b"0", b"0", b"4294967295"]
+    except OSError:
+        return True
 
 
 def cache_key(profile, version=None):
@@ -408,7 +403,12 @@ def cache_entry(key, prog):
 def cache_write(d, path, key, prog):
     """Store atomically (temp file + rename); failures only cost a recompile next time."""
     try:
-        os.makedirs(d, mode=0o700, exist_ok=True)
+        if not os.path.isdir(d):
+            old = os.umask(0o022)  # the init runs with umask 0: parents 0755, the cache itself 0700
+            try:
+                os.makedirs(d, mode=0o700, exist_ok=True)
+            finally:
+                os.umask(old)
         st = os.stat(d)
         if not _trusted(st):
             return False
@@ -540,6 +540,9 @@ class Listener:
             raise OciError(f"linux.seccomp.listenerPath: cannot connect to {path}: {e.strerror}") from None
         self.sock = sock
         self._scm = (_socket.SOL_SOCKET, _socket.SCM_RIGHTS)
+        import sys
+
+        self._byteorder = sys.byteorder  # load() imports nothing
         # host /proc: readlink("self") there gives this process's pid as the host sees it, even after a fork
         # into a pid namespace (exec) or after pivot_root (init).
         self._proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -562,10 +565,8 @@ class Listener:
         return self._dumps(doc).encode()
 
     def send(self, fd, payload):
-        import sys
-
         try:
-            n = self.sock.sendmsg([payload], [(self._scm[0], self._scm[1], fd.to_bytes(4, sys.byteorder))])
+            n = self.sock.sendmsg([payload], [(self._scm[0], self._scm[1], fd.to_bytes(4, self._byteorder))])
             while n < len(payload):
                 payload = payload[n:]
                 n = self.sock.send(payload)
@@ -607,6 +608,28 @@ def _state(creator):
     st.setdefault("annotations", {})
     return {"ociVersion": st["ociVersion"], "id": st.get("id", ""), "status": st.get("status", "running"),
             "pid": st.get("pid") or 0, "bundle": st.get("bundle", ""), "annotations": st["annotations"] or {}}
+
+
+def features():
+    """runtime-spec features.md `linux.seccomp` for this host: libseccomp's architectures, the kernel's flags."""
+    try:
+        lib = _bind()
+    except OciError:
+        return {"enabled": False}
+    import ctypes
+
+    fn = lib.seccomp_arch_resolve_name
+    fn.restype, fn.argtypes = ctypes.c_uint32, (ctypes.c_char_p,)
+    archs = sorted(n for n, v in ARCHS.items() if fn(n[len("SCMP_ARCH_"):].lower().encode()) == v)
+    supported = []
+    for name, bit in FLAGS.items():
+        try:
+            check_flags(bit)
+            supported.append(name)
+        except OciError:
+            pass
+    return {"enabled": True, "actions": sorted(ACTIONS), "operators": sorted(OPERATORS), "archs": archs,
+            "knownFlags": sorted(FLAGS), "supportedFlags": sorted(supported)}
 
 
 def prepare(seccomp_cfg, creator):
