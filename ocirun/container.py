@@ -602,42 +602,12 @@ class _Creator:
 
     def _wait_foreground(self):
         """Foreground run: forward signals to the init, wait for it, delete the container, return its status."""
-        import _signal
+        from . import process
 
         pid = self.init_pid
-
-        def forward(sig, frame):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-
-        for sig in (1, 2, 3, 10, 12, 13, 14, 15, 18, 20, 21, 22, 23, 28):
-            try:
-                _signal.signal(sig, forward)
-            except (OSError, ValueError):
-                pass
-        status = None
         trace("parent: waiting")
-        if self.pty_master is not None:
-            from . import terminal
-
-            terminal.proxy(self.pty_master, lambda: St.proc_start_time(pid) is not None)
-            os.close(self.pty_master)
-        while True:
-            try:
-                wpid, st = os.waitpid(-1, 0)
-            except ChildProcessError:
-                break
-            if wpid == pid:
-                status = st
-                break
-        if status is None:
-            code = 255
-        elif os.WIFSIGNALED(status):
-            code = 128 + os.WTERMSIG(status)
-        else:
-            code = os.WEXITSTATUS(status)
+        code = process.wait_forwarding(pid, self.pty_master, lambda: St.proc_start_time(pid) is not None)
+        self.pty_master = None
         trace("parent: exited")
         if not self.opts.keep:
             lock = self.store.open(self.c.id)
@@ -865,14 +835,7 @@ def _init(cr, chan, start):
         os.chdir(proc.cwd or "/")
     except OSError as e:
         raise OciError(f"process.cwd {proc.cwd}: {e.strerror}") from None
-    # Signals back to defaults (Python ignores SIGPIPE/SIGXFSZ; ignored dispositions survive exec).
-    for sig in range(1, 65):
-        if sig in (9, 19, 32, 33):
-            continue
-        try:
-            _signal.signal(sig, _signal.SIG_DFL)
-        except (OSError, ValueError):
-            pass
+    process.reset_signals()
     trace("init: exec")
     process.exec_process(path, proc.args, env, cr.opts.preserve_fds, sys,
                          last=sfilter.load if sfilter is not None else None)

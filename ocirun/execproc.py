@@ -166,7 +166,9 @@ def exec_in(container, proc, opts):
         _write_pid_file(opts.pid_file, target)
     if not fg:
         return 0
-    return _wait(target, master)
+    from . import process
+
+    return process.wait_forwarding(target, master, lambda: St.proc_start_time(target) is not None)
 
 
 def _reap(pid):
@@ -176,37 +178,8 @@ def _reap(pid):
         return pid, None
 
 
-def _wait(pid, master):
-    import _signal
-
-    def forward(sig, frame):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-    for sig in (1, 2, 3, 10, 12, 14, 15, 18, 20, 21, 22, 23, 28):
-        try:
-            _signal.signal(sig, forward)
-        except (OSError, ValueError):
-            pass
-    if master is not None:
-        from . import terminal
-
-        terminal.proxy(master, lambda: St.proc_start_time(pid) is not None)
-    while True:
-        try:
-            wpid, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            return 255
-        if wpid == pid:
-            if os.WIFSIGNALED(status):
-                return 128 + os.WTERMSIG(status)
-            return os.WEXITSTATUS(status)
-
-
 def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts):
-    import _signal
+    import _signal  # noqa: F401  preloaded for process.reset_signals
     import resource  # noqa: F401  preloaded: after setns(mnt) the host's Python is out of reach
     import _prctl  # noqa: F401
     import fcntl  # noqa: F401
@@ -281,12 +254,6 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts):
         os.chdir(proc.cwd or "/")
     except OSError as e:
         raise OciError(f"process.cwd {proc.cwd}: {e.strerror}") from None
-    for sig in range(1, 65):
-        if sig in (9, 19, 32, 33):
-            continue
-        try:
-            _signal.signal(sig, _signal.SIG_DFL)
-        except (OSError, ValueError):
-            pass
+    process.reset_signals()
     process.exec_process(path, proc.args, env, opts.preserve_fds, sys,
                          last=sfilter.load if sfilter is not None else None)

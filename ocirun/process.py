@@ -155,3 +155,52 @@ def _split_env(env):
         k, _, v = e.partition("=")
         if k:
             yield k, v
+
+
+FORWARDED_SIGNALS = (1, 2, 3, 10, 12, 14, 15, 18, 20, 21, 22, 23, 28)
+
+
+def reset_signals():
+    """Every signal back to its default before execve: Python ignores SIGPIPE and SIGXFSZ, and an ignored
+    disposition survives exec."""
+    import _signal
+
+    for sig in range(1, 65):
+        if sig in (9, 19, 32, 33):
+            continue
+        try:
+            _signal.signal(sig, _signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+
+
+def wait_forwarding(pid, pty_master=None, alive=None):
+    """Foreground supervision (run, exec): forward signals to `pid`, proxy its pty if any, and return its
+    status as a shell would (128+N when killed by signal N). We must be its parent or subreaper."""
+    import _signal
+
+    def forward(sig, frame):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    for sig in FORWARDED_SIGNALS:
+        try:
+            _signal.signal(sig, forward)
+        except (OSError, ValueError):
+            pass
+    if pty_master is not None:
+        from . import terminal
+
+        terminal.proxy(pty_master, alive or (lambda: True))
+        os.close(pty_master)
+    while True:
+        try:
+            wpid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 255
+        if wpid == pid:
+            if os.WIFSIGNALED(status):
+                return 128 + os.WTERMSIG(status)
+            return os.WEXITSTATUS(status)
