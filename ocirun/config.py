@@ -259,8 +259,9 @@ def check_semantics(doc):
         if not d.startswith("/"):
             # runc tolerates relative destinations (with a warning) by anchoring them at /; so do we.
             pass
-    if (ld.get("uidMappings") or ld.get("gidMappings")) and "user" not in seen:
-        probs.append("/linux/uidMappings: user ID mappings need a user namespace in /linux/namespaces")
+    for key in ("uidMappings", "gidMappings"):
+        if ld.get(key) and "user" not in seen:
+            probs.append(f"/linux/{key}: ID mappings need a user namespace in /linux/namespaces")
     if ld.get("timeOffsets") and "time" not in seen:
         probs.append("/linux/timeOffsets: time offsets need a time namespace in /linux/namespaces")
     if p is None and doc.get("root") is not None:

@@ -745,8 +745,10 @@ def _init(cr, chan, start):
         devices.create_symlinks(root)
     elif lin.devices:
         devices.create_devices(root, lin.devices, cr.plan.in_user, default=False)
-    cwd_fd = root.mkdir_all(proc.cwd or "/")
-    os.close(cwd_fd)
+    try:
+        os.close(root.mkdir_all(proc.cwd or "/"))
+    except OciError as e:
+        raise OciError(f"process.cwd: {e}") from None
     root.close()
     trace("init: mounts done")
     ensure_placed()

@@ -46,7 +46,10 @@ def create_devices(root, devices, in_userns, default=True, where="linux.devices"
         parent, _, name = rel.rpartition("/")
         if not name:
             raise OciError(f"{label}: not a valid device path")
-        pfd = root.mkdir_all(parent)
+        try:
+            pfd = root.mkdir_all(parent)
+        except OciError as e:
+            raise OciError(f"{label}: {e}") from None
         try:
             _make_one(sys, pfd, name, d, in_userns, label)
         finally:
@@ -62,7 +65,16 @@ def _make_one(sys, pfd, name, d, in_userns, label):
         # bind-mount the host's node onto an empty regular file
         host = f"/dev/{os.path.basename(d.path)}" if (d.major, d.minor) in _HOST_DEFAULTS else d.path
         try:
-            fd = os.open(name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644, dir_fd=pfd)
+            os.unlink(name, dir_fd=pfd)  # whatever is there (a FIFO would block an open) goes first
+        except FileNotFoundError:
+            pass
+        except IsADirectoryError:
+            raise OciError(f"{label}: a directory is in the way") from None
+        except OSError as e:
+            raise OciError(f"{label}: {os.strerror(e.errno)}") from None
+        try:
+            fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644,
+                         dir_fd=pfd)
             os.close(fd)
         except OSError as e:
             raise OciError(f"{label}: {os.strerror(e.errno)}") from None
@@ -105,7 +117,10 @@ _HOST_DEFAULTS = {(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0)}
 
 
 def create_symlinks(root, console=False):
-    dfd = root.mkdir_all("/dev")
+    try:
+        dfd = root.mkdir_all("/dev")
+    except OciError as e:
+        raise OciError(f"/dev symlinks: {e}") from None
     try:
         links = list(SYMLINKS)
         if os.path.exists("/proc/kcore"):

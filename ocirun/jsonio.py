@@ -106,7 +106,7 @@ def _pretty(o, ind, level, sort_keys):
         if not o:
             return "{}"
         items = sorted(o.items()) if sort_keys else o.items()
-        body = (",\n").join(f"{pad}{_enc_str(str(k))}: {_pretty(v, ind, level + 1, sort_keys)}" for k, v in items)
+        body = (",\n").join(f"{pad}{_key(k)}: {_pretty(v, ind, level + 1, sort_keys)}" for k, v in items)
         return "{\n" + body + "\n" + end + "}"
     if isinstance(o, (list, tuple)):
         if not o:
@@ -114,3 +114,20 @@ def _pretty(o, ind, level, sort_keys):
         body = (",\n").join(pad + _pretty(v, ind, level + 1, sort_keys) for v in o)
         return "[\n" + body + "\n" + end + "]"
     return dumps(o)
+
+
+def _key(k):
+    """Object keys as json.dumps writes them: strings, and true/false/null/numbers turned into strings."""
+    if isinstance(k, str):
+        return _enc_str(k)
+    if k is True:
+        return '"true"'
+    if k is False:
+        return '"false"'
+    if k is None:
+        return '"null"'
+    if isinstance(k, float):
+        return '"' + _float(k) + '"'
+    if isinstance(k, int):
+        return '"' + int.__repr__(k) + '"'
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(k).__name__}")

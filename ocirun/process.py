@@ -17,9 +17,13 @@ _INF = (1 << 64) - 1
 
 
 def check_rlimits(rlimits):
+    seen = set()
     for i, r in enumerate(rlimits):
         if r.type not in RLIMITS:
             raise OciError(f"process.rlimits[{i}]: unknown rlimit type {r.type!r}")
+        if r.type in seen:
+            raise OciError(f"process.rlimits[{i}]: {r.type} is listed more than once")
+        seen.add(r.type)
         if r.soft > r.hard:
             raise OciError(f"process.rlimits[{i}]: {r.type}: soft limit {r.soft} is above the hard limit {r.hard}")
 

@@ -21,7 +21,7 @@ FLAGS = {
     "noatime": (False, S.MS_NOATIME), "nodev": (False, S.MS_NODEV), "nodiratime": (False, S.MS_NODIRATIME),
     "noexec": (False, S.MS_NOEXEC), "noiversion": (True, 1 << 23), "nolazytime": (True, S.MS_LAZYTIME),
     "nomand": (True, S.MS_MANDLOCK), "norelatime": (True, S.MS_RELATIME), "nostrictatime": (True, S.MS_STRICTATIME),
-    "nosuid": (False, S.MS_NOSUID), "nosymfollow": (False, S.MS_NOSYMFOLLOW), "rbind": (False, S.MS_BIND | S.MS_REC),
+    "nosuid": (False, S.MS_NOSUID), "nosymfollow": (False, S.MS_NOSYMFOLLOW), "symfollow": (True, S.MS_NOSYMFOLLOW), "rbind": (False, S.MS_BIND | S.MS_REC),
     "relatime": (False, S.MS_RELATIME), "remount": (False, S.MS_REMOUNT), "ro": (False, S.MS_RDONLY),
     "rw": (True, S.MS_RDONLY), "silent": (False, S.MS_SILENT), "strictatime": (False, S.MS_STRICTATIME),
     "suid": (True, S.MS_NOSUID), "sync": (False, S.MS_SYNCHRONOUS),
@@ -75,7 +75,9 @@ class MountOpts:
             if r is not None:
                 clear, attr = r
                 if attr & S.MOUNT_ATTR__ATIME or attr == S.MOUNT_ATTR_RELATIME:
+                    # the atime mode is one field: the last option wins
                     self.attr_clr |= S.MOUNT_ATTR__ATIME
+                    self.attr_set &= ~S.MOUNT_ATTR__ATIME
                     if not clear:
                         self.attr_set |= attr
                 elif clear:
@@ -159,6 +161,9 @@ class Root:
             except NotADirectoryError:
                 os.close(fd)
                 raise OciError(f"{path}: {'/' + '/'.join(done)} exists and is not a directory") from None
+            except OSError as e:
+                os.close(fd)
+                raise OciError(f"{path}: {'/' + '/'.join(done)}: {os.strerror(e.errno)}") from None
             os.close(fd)
             fd = nfd
         return fd
@@ -289,8 +294,9 @@ def mount_one(root, m, index, ctx):
             _finish(root, dest, opts, where)
         finally:
             os.close(fd)
-    except OciError:
-        raise
+    except OciError as e:
+        msg = str(e)
+        raise OciError(msg if msg.startswith(where) else f"{where}: {msg}") from None
     except OSError as e:
         raise OciError(f"{where}: {e.strerror or e}") from None
 
@@ -564,7 +570,11 @@ def mask_paths(root, paths):
                         raise OciError(f"linux.maskedPaths: {p}: {os.strerror(e.errno)}") from None
                 else:
                     if null is None:
-                        null = root.resolve("/dev/null")
+                        try:
+                            null = root.resolve("/dev/null")
+                        except OSError as e:
+                            raise OciError(f"linux.maskedPaths: {p}: /dev/null in the container: "
+                                           f"{os.strerror(e.errno)}") from None
                         # CVE-2025-31133: never bind whatever a container put at /dev/null.
                         if not _is_dev_null(null):
                             raise OciError("linux.maskedPaths: /dev/null in the container is not the null device")

@@ -54,7 +54,7 @@ def parse_flags(argv, spec, where="ocirun"):
         if not a.startswith("-") or a == "-":
             return out, argv[i:]
         name = a.lstrip("-")
-        if a.startswith("---") or not name:
+        if a.startswith("---") or not name or name.startswith("="):
             raise UsageError(f"bad flag syntax: {a}")
         value = None
         if "=" in name:
@@ -81,6 +81,9 @@ def parse_flags(argv, spec, where="ocirun"):
                     raise UsageError(f"flag needs an argument: -{name}")
                 value = argv[i]
             if kind == "int":
+                digits = value[1:] if value[:1] in ("-", "+") else value
+                if not (digits.isascii() and digits.isdigit()):
+                    raise UsageError(f'invalid value "{value}" for flag -{name}: parse error')
                 try:
                     value = int(value, 10)
                 except ValueError:
@@ -95,7 +98,8 @@ def parse_flags(argv, spec, where="ocirun"):
     return out, []
 
 
-def usage(out=sys.stdout):
+def usage(out=None):
+    out = out or sys.stdout
     lines = ["NAME:", "   ocirun - Open Container Initiative runtime (in Python)", "", "USAGE:",
              "   ocirun [global options] command [command options] [arguments...]", "", "COMMANDS:"]
     lines += [f"   {k:<11} {v}" for k, v in COMMANDS.items()]

@@ -14,7 +14,7 @@ SIGNALS = {
 
 
 def parse_signal(s):
-    if s.isdigit():
+    if s.isascii() and s.isdigit():
         n = int(s)
         if 1 <= n <= 64:
             return n
@@ -23,12 +23,14 @@ def parse_signal(s):
     if name.startswith("SIG"):
         name = name[3:]
     if name.startswith("RTMIN") or name.startswith("RTMAX"):
-        base, off = (34, 1) if name.startswith("RTMIN") else (64, -1)
+        # RTMIN, RTMIN+N, RTMAX, RTMAX-N (the only directions that stay in range)
+        base, sign = (34, "+") if name.startswith("RTMIN") else (64, "-")
         rest = name[5:]
-        try:
-            n = base + (off * int(rest.lstrip("+-")) if rest else 0)
-        except ValueError:
-            n = 0
+        n = 0
+        if not rest:
+            n = base
+        elif rest[0] == sign and rest[1:].isascii() and rest[1:].isdigit():
+            n = base + int(rest[1:]) if sign == "+" else base - int(rest[1:])
         if 34 <= n <= 64:
             return n
     if name in SIGNALS:
