@@ -52,6 +52,22 @@ def scenario_true(cfg):
     _base(cfg, ["true"])
 
 
+@scenario("seccomp")
+def scenario_seccomp(cfg):
+    """`true` under a Docker-like default seccomp profile (default ERRNO, ~370-name allow-list, args rules)."""
+    import importlib.util
+
+    _base(cfg, ["true"])
+    # one source for the profile: the integration tests' rebuild of moby's default.json
+    tests = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration")
+    path = next(p for p in (os.path.join(tests, n) for n in ("test_seccomp_real.py", "test_seccomp.py"))
+                if os.path.exists(p))
+    spec = importlib.util.spec_from_file_location("_bench_seccomp_profile", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    cfg.setdefault("linux", {})["seccomp"] = mod.docker_default_profile()
+
+
 # ---------------------------------------------------------------- helpers
 
 def default_ocirun():

@@ -474,6 +474,8 @@ class _Creator:
         cchan.close()
         for fd in self.idmap_fds.values():
             os.close(fd)
+        if self.sfilter is not None:
+            self.sfilter.close()  # the init holds the listener connection; ours must not keep it open
         # The cgroups are made while stage 1 and the init build namespaces and mounts: the init waits for
         # "placed" before it needs its cgroup. If this fails, closing the channel makes the init exit.
         self.mgr.create()
@@ -868,8 +870,6 @@ def _preload(cfg):
         import select  # noqa: F401
         import time  # noqa: F401
         from . import hooks  # noqa: F401
-    if (cfg.linux and cfg.linux.seccomp) is not None:
-        pass  # the seccomp module preloads libseccomp itself (process-security issue)
 
 
 def _setgroups_allowed(plan):

@@ -124,7 +124,9 @@ def exec_in(container, proc, opts):
     if child == 0:
         pchan.close()
         try:
-            _exec_child(cfg, proc, caps, fds, mgr, cchan, console_fd, opts)
+            _exec_child(cfg, proc, caps, fds, mgr, cchan, console_fd, opts,
+                        {"id": container.id, "status": "running", "pid": pid, "bundle": st.get("bundle", ""),
+                         "annotations": cfg.annotations or {}})
         except BaseException as e:
             msg = str(e) if isinstance(e, OciError) else f"{type(e).__name__}: {e}"
             try:
@@ -178,7 +180,7 @@ def _reap(pid):
         return pid, None
 
 
-def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts):
+def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts, state):
     import _signal  # noqa: F401  preloaded for process.reset_signals
     import resource  # noqa: F401  preloaded: after setns(mnt) the host's Python is out of reach
     import _prctl  # noqa: F401
@@ -194,7 +196,7 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts):
     if lin.seccomp is not None:  # compiled before setns(mnt): libseccomp is loaded from the host
         from . import seccomp
 
-        sfilter = seccomp.prepare(lin.seccomp, None)
+        sfilter = seccomp.prepare(lin.seccomp, state)
     if mgr is not None:
         mgr.add_pid(os.getpid())
     user_joined = False

@@ -21,7 +21,7 @@ def libseccomp_version():
 
 
 def features():
-    from . import capabilities, rootfs
+    from . import capabilities, rootfs, seccomp
 
     opts = sorted(set(rootfs.FLAGS) | set(rootfs.PROPAGATION) | set(rootfs.REC_ATTRS) | set(rootfs.EXTENSIONS))
     return {
@@ -33,7 +33,7 @@ def features():
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": list(capabilities.NAMES),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": True},
-            "seccomp": {"enabled": False},
+            "seccomp": seccomp.features(),
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},

@@ -1,6 +1,7 @@
 """linux.seccomp: compile the profile to classic BPF with libseccomp, cache the program, install it raw.
 
-prepare() runs in the container's init before pivot_root (in `exec`, before setns into the mount namespace):
+prepare() runs before the container's init can no longer reach the host's files: in the runtime process before
+it forks the init (`create`/`run`), in `exec` before setns into the mount namespace. It does:
 
 1. translate the JSON into numbers (actions, operators, architectures, flags), checking every field; errors
    name the field (`linux.seccomp.syscalls[3].action: unknown action "SCMP_ACT_FOO"`);
@@ -9,8 +10,9 @@ prepare() runs in the container's init before pivot_root (in `exec`, before setn
    seccomp_export_bpf and store it (atomically, checked on every read);
 3. with SCMP_ACT_NOTIFY, connect to listenerPath (a host path: after pivot_root it would be out of reach).
 
-Filter.load() then only calls seccomp(SECCOMP_SET_MODE_FILTER, flags, prog): no import, no open. So on a cache
-hit libseccomp is never loaded at all, and the program installed is byte for byte what libseccomp exported.
+Filter.load() then only calls seccomp(SECCOMP_SET_MODE_FILTER, flags, prog): no import, no open. On a cache hit
+libseccomp is only asked its version (for the key; no filter is built, pyseccomp is never imported), and the
+program installed is byte for byte what libseccomp exported (tests compare it with pyseccomp's export_bpf).
 
 runc's semantics kept: SCMP_ACT_KILL is KILL_THREAD; ERRNO and TRACE default to EPERM; unknown syscall names
 are skipped (debug log); a rule whose action equals the default action is skipped; several args conditions in
@@ -519,6 +521,8 @@ class Filter:
             lst.send(r, payload)
 
     def close(self):
+        """Close this process's copies of the listener connection and /proc fd: the runtime calls it after
+        forking the init (which keeps its own), so that the agent sees EOF once the init has sent the fd."""
         if self._listener is not None:
             self._listener.close()
 
