@@ -62,6 +62,26 @@ def resolve(caps, kernel_last=None):
     return r
 
 
+def drop_unavailable(r, bounding_mask=None):
+    """A capability outside the runtime's own bounding set cannot be granted: warn and leave it out (runtime
+    spec: a runtime that cannot grant a capability SHOULD log a warning) rather than fail at exec."""
+    if bounding_mask is None:
+        try:
+            bounding_mask = current()["CapBnd"]
+        except (OSError, KeyError):
+            return
+    for s in SETS:
+        nums = getattr(r, s)
+        if not nums:
+            continue
+        missing = [c for c in nums if not bounding_mask >> c & 1]
+        if missing:
+            setattr(r, s, [c for c in nums if bounding_mask >> c & 1])
+            for c in missing:
+                r.warnings.append(f"process.capabilities.{s}: {_name(c)} is not in this runtime's bounding set "
+                                  f"and cannot be granted; ignored")
+
+
 def drop_bounding(r, kernel_last=None):
     """Drop every capability not in the bounding set (needs CAP_SETPCAP: call before switching user)."""
     keep = set(r.bounding or ())

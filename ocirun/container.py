@@ -108,7 +108,11 @@ class Container:
                 raise StateError(f"cannot start {self.id}: its init is not listening ({e.strerror})") from None
             chan = protocol.Channel(fd)
             try:
-                _send_start_and_wait(chan, self.id)
+                try:
+                    _send_start_and_wait(chan, self.id)
+                except OciError:
+                    _destroy(self.store, self.id, st, "running")  # continue at step 12
+                    raise
             finally:
                 chan.close()
                 try:
@@ -128,7 +132,16 @@ class Container:
             st = self._record()
             status = St.status_of(self.store, self.id, st)
             if status not in ("created", "running", "paused"):
-                raise StateError(f"container {self.id} is not running (status {status})")
+                if all:
+                    # runc 1.1: --all signals whatever is left in the cgroup, and is not an error when nothing is
+                    mgr = _cgroup_from(st)
+                    if mgr is not None:
+                        try:
+                            mgr.signal_all(sig)
+                        except (OSError, OciError):
+                            pass
+                    return
+                raise StateError(f"container not running: {self.id} is {status}")
             if all:
                 mgr = _cgroup_from(st)
                 if mgr is not None:
@@ -137,7 +150,7 @@ class Container:
             try:
                 os.kill(st["pid"], sig)
             except ProcessLookupError:
-                raise StateError(f"container {self.id} is not running") from None
+                raise StateError(f"container not running: {self.id}") from None
         finally:
             lock.release()
 
@@ -202,7 +215,12 @@ class Container:
 
     # ----------------------------------------------------------------------------------------------- delete
     def delete(self, force=False):
-        lock = self.store.open(self.id)
+        try:
+            lock = self.store.open(self.id)
+        except NotFoundError:
+            if force:  # runc: delete --force of a container that is already gone succeeds silently
+                return
+            raise
         try:
             try:
                 st = self._record()
@@ -211,7 +229,7 @@ class Container:
                     raise
                 st = None
             status = St.status_of(self.store, self.id, st) if st is not None else "stopped"
-            if status not in ("stopped", "created") and not force:
+            if status != "stopped" and not force:
                 raise StateError(f"cannot delete container {self.id} that is not stopped: {status}")
             _destroy(self.store, self.id, st, status)
         finally:
@@ -264,10 +282,7 @@ def _destroy(store, cid, st, status):
         from . import hooks
 
         cfg = C.parse(poststop["config"])
-        try:
-            hooks.run_hooks("poststop", cfg.hooks.poststop, _hook_state(poststop, "stopped"))
-        except OciError as e:
-            _warn(str(e))
+        hooks.run_hooks("poststop", cfg.hooks.poststop, _hook_state(poststop, "stopped"), keep_going=True)
     if errors:
         raise OciError(f"container {cid} deleted, but: " + "; ".join(errors))
 
@@ -284,6 +299,8 @@ def _hook_state(st, status):
 
 
 def _poststart(st, store, cid):
+    """runtime.md: if a poststart hook fails, the runtime MUST generate an error, stop the container and
+    continue the lifecycle at step 12 (destroy, then poststop hooks)."""
     cfgd = st.get("config") or {}
     if (cfgd.get("hooks") or {}).get("poststart"):
         from . import hooks
@@ -292,7 +309,8 @@ def _poststart(st, store, cid):
         try:
             hooks.run_hooks("poststart", cfg.hooks.poststart, _hook_state(st, "running"))
         except OciError as e:
-            _warn(str(e))
+            _destroy(store, cid, st, "running")
+            raise OciError(f"container {cid} stopped: {e}") from None
 
 
 def _send_start_and_wait(chan, cid):
@@ -322,6 +340,7 @@ class _Creator:
         self.pty_master = None
         self.idmap_fds = {}
         self.sfilter = None
+        self.listen_fd = None
 
     def load(self):
         cid = self.c.id
@@ -346,15 +365,21 @@ class _Creator:
             raise OciError("config.json: /hostname: setting the hostname needs a uts namespace")
         if cfg.domainname and "uts" not in present:
             raise OciError("config.json: /domainname: setting the domainname needs a uts namespace")
+        if lin.intel_rdt is not None and not _resctrl_mounted():
+            raise OciError("config.json: /linux/intelRdt: resctrl is not mounted on this host (/sys/fs/resctrl)")
         if "mount" not in present:
             raise OciError("config.json: /linux/namespaces: ocirun needs a mount namespace (none is listed)")
         from . import capabilities, lsm, process
 
         lsm.check(cfg.process, cfg.linux)
         self.caps = capabilities.resolve(cfg.process.capabilities)
+        capabilities.drop_unavailable(self.caps)
         for w in self.caps.warnings:
             _warn(w)
         process.check_rlimits(cfg.process.rlimits)
+        process.check_scheduling(cfg.process, lin)
+        if lin.net_devices and "network" not in self.plan.new:
+            raise OciError("config.json: /linux/netDevices: moving network devices needs a new network namespace")
         if self.plan.in_user:
             u = cfg.process.user
             if self.plan.new_user and not namespaces.maps_contain(self.plan.uid_mappings, u.uid):
@@ -454,6 +479,9 @@ class _Creator:
 
             self.sfilter = seccomp.prepare(lin.seccomp, self)
         self.idmap_fds = self._idmap_userns()
+        self.listen_fd = None
+        if not start:
+            self.listen_fd = protocol.listen_unix(os.path.join(self.store.dir(self.c.id), St.START_SOCK))
         if fg:
             S.set_child_subreaper()
         pchan, cchan = protocol.Channel.pair()
@@ -471,11 +499,15 @@ class _Creator:
             for _, _, fd in join_fds:
                 os.close(fd)
         self.stage1 = pid
+        trace("parent: forked")
         cchan.close()
         for fd in self.idmap_fds.values():
             os.close(fd)
         if self.sfilter is not None:
             self.sfilter.close()  # the init holds the listener connection; ours must not keep it open
+        if self.listen_fd is not None:
+            os.close(self.listen_fd)
+            self.listen_fd = None
         # The cgroups are made while stage 1 and the init build namespaces and mounts: the init waits for
         # "placed" before it needs its cgroup. If this fails, closing the channel makes the init exit.
         self.mgr.create()
@@ -533,9 +565,11 @@ class _Creator:
                 # the parent while the init sets up its rootfs; the init waits for "placed" only when it
                 # needs its cgroup (cgroup namespace, cgroup mounts, pivot_root).
                 trace("parent: got pid")
+                if (self.cfg.linux or C.Linux()).net_devices:
+                    _move_net_devices(self.cfg.linux.net_devices, self.init_pid)
                 if self.mgr is not None:
                     self.mgr.add_pid(self.init_pid)
-                chan.send("placed")
+                chan.send("placed", pid=self.init_pid)
                 trace("parent: init placed")
             elif t == "hooks":
                 from . import hooks
@@ -601,6 +635,11 @@ class _Creator:
             except Exception as e:
                 _warn(f"cleanup: cgroup: {e}")
         self.store.remove(self.c.id)
+        if getattr(self, "cfg", None) is not None and self.cfg.hooks.poststop and self.init_pid:
+            from . import hooks  # create failed after the container existed: lifecycle steps 12-13
+
+            hooks.run_hooks("poststop", self.cfg.hooks.poststop, _hook_state(self._record("stopped"), "stopped"),
+                            keep_going=True)
 
     def _wait_foreground(self):
         """Foreground run: forward signals to the init, wait for it, delete the container, return its status."""
@@ -651,7 +690,7 @@ def _child_main(cr, chan, join_fds, start):
     except BaseException as e:
         msg = str(e) if isinstance(e, OciError) else _internal(e)
         try:
-            chan.send("error", msg=msg)
+            (getattr(cr, "err_chan", None) or chan).send("error", msg=msg)
         except OSError:
             pass
         os._exit(1)
@@ -688,6 +727,7 @@ def _stage1(cr, chan, join_fds):
             raise OciError(f"linux.namespaces: unshare: {os.strerror(e.errno)}") from None
     if "time" in plan.new:
         namespaces.write_time_offsets(plan.time_offsets)
+    trace("stage1: namespaces")
     if plan.needs_fork():
         pid = os.fork()
         if pid:
@@ -732,7 +772,8 @@ def _init(cr, chan, start):
 
     def ensure_placed():
         if not placed:
-            chan.expect("placed")
+            cr.init_pid = chan.expect("placed").get("pid")
+            process.set_cpu_affinity(proc, "initial")
             if "cgroup" in cr.plan.new:
                 sys.unshare(S.CLONE_NEWCGROUP)
             placed.append(True)
@@ -756,6 +797,7 @@ def _init(cr, chan, start):
     ensure_placed()
     h = cfg.hooks
     if h.prestart or h.create_runtime:
+        trace("init: runtime hooks")
         chan.send("hooks")
         m = chan.recv()
         if not m or m.get("t") != "go":
@@ -763,13 +805,13 @@ def _init(cr, chan, start):
     if h.create_container:
         from . import hooks
 
+        trace("init: createContainer hooks")
         hooks.run_hooks("createContainer", h.create_container, _hook_state(cr._record("creating"), "creating"))
     sfilter = cr.sfilter  # compiled by the parent (see _Creator._create), loaded last
-    listen_fd = None
-    if not start:
-        listen_fd = protocol.listen_unix(os.path.join(cr.store.dir(cr.c.id), St.START_SOCK))
+    listen_fd = cr.listen_fd  # bound by the parent: the state dir is root's (0700), the init may not be
     trace("init: hooks done")
     rootfs.pivot(sys, cr.rootfs, cr.opts.no_pivot)
+    rootfs.apply_root_propagation(sys, lin.rootfs_propagation)
     trace("init: pivoted")
     if lin.sysctl:  # before readonlyPaths makes /proc/sys read-only (runc's order)
         _sysctls(lin)
@@ -804,6 +846,8 @@ def _init(cr, chan, start):
         cfd = protocol.accept(listen_fd)
         os.close(listen_fd)
         chan = protocol.Channel(cfd)
+        cr.err_chan = chan  # from here on, failures are reported to `start`
+    trace("init: waiting for start")
     m = chan.recv()
     if not m or m.get("t") != "start":
         os._exit(1)
@@ -827,6 +871,8 @@ def _init(cr, chan, start):
         from . import lsm
 
         lsm.apply_exec_labels(proc)
+    process.apply_scheduling(proc, lin, sys)
+    process.set_cpu_affinity(proc, "final")
     if proc.no_new_privileges:
         sys.prctl(S.PR_SET_NO_NEW_PRIVS, 1)
     elif sfilter is not None:
@@ -934,3 +980,49 @@ def _cgroup_plan(mgr):
         return (mgr.version, mgr.mount_plan())
     except Exception:
         return None
+
+
+def _resctrl_mounted():
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return any(" - resctrl " in line for line in f)
+    except OSError:
+        return False
+
+
+def _move_net_devices(devices, pid):
+    """linux.netDevices: move each host interface into the container's network namespace (renamed if asked),
+    with iproute2 (`ip link set dev HOST netns PID name NEW` in one RTM_NEWLINK)."""
+    for host_name, spec in devices.items():
+        new = (spec or {}).get("name") or host_name
+        where = f"linux.netDevices.{host_name}"
+        if not os.path.exists(f"/sys/class/net/{host_name}"):
+            raise OciError(f"{where}: no such network interface on the host")
+        rc, err = _run_tool(["ip", "link", "set", "dev", host_name, "netns", str(pid), "name", new])
+        if rc != 0:
+            raise OciError(f"{where}: cannot move it into the container as {new!r}: {err or f'ip exit {rc}'}")
+
+
+def _run_tool(argv):
+    """Run a host tool with posix_spawn (no subprocess import on the hot path); returns (status, stderr)."""
+    import shutil
+
+    path = shutil.which(argv[0]) or argv[0]
+    r, w = os.pipe()
+    try:
+        pid = os.posix_spawn(path, argv, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                             file_actions=[(os.POSIX_SPAWN_DUP2, w, 2), (os.POSIX_SPAWN_CLOSE, r)])
+    except OSError as e:
+        os.close(r)
+        os.close(w)
+        return 127, f"{argv[0]}: {e.strerror}"
+    os.close(w)
+    err = b""
+    while True:
+        chunk = os.read(r, 65536)
+        if not chunk:
+            break
+        err += chunk
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), err.decode(errors="replace").strip().replace("\n", " | ")

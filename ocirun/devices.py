@@ -41,7 +41,8 @@ def create_devices(root, devices, in_userns, default=True, where="linux.devices"
     seen = {clean(d.path) for d in devices}
     todo = [d for d in todo if clean(d.path) not in seen]
     for i, d in enumerate(todo + list(devices)):
-        label = f"{where}[{i - len(todo)}] {d.path}" if i >= len(todo) else d.path
+        configured = i >= len(todo)
+        label = f"{where}[{i - len(todo)}] {d.path}" if configured else d.path
         rel = clean(d.path)
         parent, _, name = rel.rpartition("/")
         if not name:
@@ -51,6 +52,8 @@ def create_devices(root, devices, in_userns, default=True, where="linux.devices"
         except OciError as e:
             raise OciError(f"{label}: {e}") from None
         try:
+            if configured and _matches_existing(pfd, name, d, label):
+                continue
             _make_one(sys, pfd, name, d, in_userns, label)
         finally:
             os.close(pfd)
@@ -111,6 +114,26 @@ def _make_one(sys, pfd, name, d, in_userns, label):
         raise OciError(f"{label}: {os.strerror(e.errno)}") from None
     finally:
         os.close(fd)
+
+
+def _matches_existing(pfd, name, d, label):
+    """config-linux.md: a file already at the path that does not match the requested device MUST be an
+    error. One that matches (same type, major and minor) is kept, with the requested mode and owner."""
+    try:
+        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    ftype = _TYPES.get(d.type)
+    same = stat.S_IFMT(st.st_mode) == ftype and (
+        d.type == "p" or (os.major(st.st_rdev), os.minor(st.st_rdev)) == (d.major or 0, d.minor or 0))
+    if not same:
+        raise OciError(f"{label}: a file that is not this device already exists there")
+    mode = d.file_mode if d.file_mode is not None else 0o666
+    os.chmod(name, mode & 0o7777, dir_fd=pfd, follow_symlinks=False)
+    if d.uid is not None or d.gid is not None:
+        os.chown(name, d.uid if d.uid is not None else -1, d.gid if d.gid is not None else -1, dir_fd=pfd,
+                 follow_symlinks=False)
+    return True
 
 
 _HOST_DEFAULTS = {(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0)}

@@ -95,7 +95,9 @@ def exec_in(container, proc, opts):
     lsm.check(proc, None)
 
     caps = capabilities.resolve(proc.capabilities)
+    capabilities.drop_unavailable(caps)
     process.check_rlimits(proc.rlimits)
+    process.check_scheduling(proc)
     if proc.terminal and not opts.console_socket and opts.detach:
         raise OciError("cannot allocate tty if ocirun will detach without setting console socket")
     pid = st["pid"]
@@ -234,6 +236,8 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts, state):
     process.set_rlimits(proc.rlimits)
     env = process.build_env(proc)
     path = process.find_executable(proc.args[0], env, proc.cwd or "/")
+    process.apply_scheduling(proc, None, sys)
+    process.set_cpu_affinity(proc, "final")
     if proc.no_new_privileges:
         sys.prctl(S.PR_SET_NO_NEW_PRIVS, 1)
     elif sfilter is not None:

@@ -10,13 +10,21 @@ class HookError(OciError):
     pass
 
 
-def run_hooks(kind, hooks, state):
-    """Run every hook of one kind in order; the first failure raises HookError (callers decide fatal or warn)."""
+def run_hooks(kind, hooks, state, keep_going=False):
+    """Run every hook of one kind in order. The first failure raises HookError; with keep_going (poststop:
+    a failure is only a warning) every hook runs, each failure is logged, and nothing is raised."""
     if not hooks:
         return
     data = jsonio.dumps(state).encode()
     for i, h in enumerate(hooks):
-        run_one(f"hooks.{kind}[{i}]", h, data)
+        try:
+            run_one(f"hooks.{kind}[{i}]", h, data)
+        except HookError as e:
+            if not keep_going:
+                raise
+            from . import log
+
+            log.warning(str(e))
 
 
 def run_one(where, hook, data):

@@ -77,9 +77,29 @@ def debug(msg):
 
 
 _TRACE = os.environ.get("OCIRUN_TRACE")
+_STOP_AT = os.environ.get("OCIRUN_TEST_STOP_AT")
 
 
 def trace(label):
-    """OCIRUN_TRACE=1: one line per phase on stderr, 'ocirun-trace PID MONOTONIC_MS LABEL' (for bench/)."""
+    """A named phase of create/run/exec ('parent: forked', 'init: mounts done', ...).
+
+    OCIRUN_TRACE=1: one line per phase on stderr, 'ocirun-trace PID MONOTONIC_MS LABEL' (for bench/).
+    OCIRUN_TEST_STOP_AT=LABEL (tests only: the fault-injection hook of the reliability suite): on reaching
+    that phase the process appends 'PID LABEL' to $OCIRUN_TEST_STOP_FILE and blocks there, so that a test
+    can SIGKILL ocirun at a known point and check that nothing is lost or leaked."""
     if _TRACE:
         os.write(2, f"ocirun-trace {os.getpid()} {time.monotonic() * 1000:.3f} {label}\n".encode())
+    if _STOP_AT is not None and label == _STOP_AT:
+        _stop_here(label)
+
+
+def _stop_here(label):
+    path = os.environ.get("OCIRUN_TEST_STOP_FILE")
+    if path:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, f"{os.getpid()} {label}\n".encode())
+        finally:
+            os.close(fd)
+    while True:
+        time.sleep(3600)

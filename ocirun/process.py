@@ -208,3 +208,104 @@ def wait_forwarding(pid, pty_master=None, alive=None):
             if os.WIFSIGNALED(status):
                 return 128 + os.WTERMSIG(status)
             return os.WEXITSTATUS(status)
+
+
+SCHED_POLICIES = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3, "SCHED_ISO": 4,
+                  "SCHED_IDLE": 5, "SCHED_DEADLINE": 6}
+SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02, "SCHED_FLAG_DL_OVERRUN": 0x04,
+               "SCHED_FLAG_KEEP_POLICY": 0x08, "SCHED_FLAG_KEEP_PARAMS": 0x10, "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20,
+               "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}
+IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+MPOL_MODES = {"MPOL_DEFAULT": 0, "MPOL_PREFERRED": 1, "MPOL_BIND": 2, "MPOL_INTERLEAVE": 3, "MPOL_LOCAL": 4,
+              "MPOL_PREFERRED_MANY": 5, "MPOL_WEIGHTED_INTERLEAVE": 6}
+MPOL_FLAGS = {"MPOL_F_STATIC_NODES": 1 << 15, "MPOL_F_RELATIVE_NODES": 1 << 14, "MPOL_F_NUMA_BALANCING": 1 << 13}
+
+
+def parse_cpu_list(text, where):
+    """'0-3,7' -> {0,1,2,3,7} (cpus and NUMA nodes share this syntax)."""
+    out = set()
+    for part in (text or "").replace(" ", "").split(","):
+        if not part:
+            continue
+        lo, dash, hi = part.partition("-")
+        try:
+            a, b = int(lo), int(hi) if dash else int(lo)
+        except ValueError:
+            raise OciError(f"{where}: invalid list {text!r}") from None
+        if a < 0 or b < a:
+            raise OciError(f"{where}: invalid range {part!r}")
+        out.update(range(a, b + 1))
+    return out
+
+
+def check_scheduling(proc, linux=None):
+    """At create: names and values a later set-up step would refuse."""
+    s = proc.scheduler
+    if s:
+        if s.get("policy") not in SCHED_POLICIES:
+            raise OciError(f"process.scheduler.policy: unknown policy {s.get('policy')!r}")
+        for f in s.get("flags") or ():
+            if f not in SCHED_FLAGS:
+                raise OciError(f"process.scheduler.flags: unknown flag {f!r}")
+        if s.get("policy") == "SCHED_DEADLINE" and not (s.get("runtime") and s.get("deadline")):
+            raise OciError("process.scheduler: SCHED_DEADLINE needs runtime and deadline")
+    io = proc.io_priority
+    if io and io.get("class") not in IOPRIO_CLASSES:
+        raise OciError(f"process.ioPriority.class: unknown class {io.get('class')!r}")
+    if io and not 0 <= int(io.get("priority", 0)) <= 7:
+        raise OciError(f"process.ioPriority.priority: {io.get('priority')} is not in 0..7")
+    aff = proc.exec_cpu_affinity or {}
+    for k in ("initial", "final"):
+        if aff.get(k) is not None:
+            parse_cpu_list(aff[k], f"process.execCPUAffinity.{k}")
+    mp = (linux.memory_policy if linux is not None else None) or None
+    if mp:
+        if mp.get("mode") not in MPOL_MODES:
+            raise OciError(f"linux.memoryPolicy.mode: unknown mode {mp.get('mode')!r}")
+        for f in mp.get("flags") or ():
+            if f not in MPOL_FLAGS:
+                raise OciError(f"linux.memoryPolicy.flags: unknown flag {f!r}")
+        parse_cpu_list(mp.get("nodes"), "linux.memoryPolicy.nodes")
+
+
+def set_cpu_affinity(proc, which):
+    aff = proc.exec_cpu_affinity or {}
+    cpus = aff.get(which)
+    if cpus is None:
+        return
+    want = parse_cpu_list(cpus, f"process.execCPUAffinity.{which}")
+    try:
+        os.sched_setaffinity(0, want)
+    except OSError as e:
+        raise OciError(f"process.execCPUAffinity.{which} {cpus!r}: {e.strerror}") from None
+
+
+def apply_scheduling(proc, linux=None, sys=S.SYS):
+    """scheduler, ioPriority and memoryPolicy, while the process still has the capabilities they may need."""
+    s = proc.scheduler
+    if s:
+        flags = 0
+        for f in s.get("flags") or ():
+            flags |= SCHED_FLAGS[f]
+        try:
+            sys.sched_setattr(SCHED_POLICIES[s["policy"]], flags, int(s.get("nice", 0)), int(s.get("priority", 0)),
+                              int(s.get("runtime", 0)), int(s.get("deadline", 0)), int(s.get("period", 0)))
+        except OSError as e:
+            raise OciError(f"process.scheduler ({s['policy']}): sched_setattr: {os.strerror(e.errno)}") from None
+    io = proc.io_priority
+    if io:
+        try:
+            sys.ioprio_set(IOPRIO_CLASSES[io["class"]], int(io.get("priority", 0)))
+        except OSError as e:
+            raise OciError(f"process.ioPriority: ioprio_set: {os.strerror(e.errno)}") from None
+    mp = linux.memory_policy if linux is not None else None
+    if mp:
+        mode = MPOL_MODES[mp["mode"]]
+        for f in mp.get("flags") or ():
+            mode |= MPOL_FLAGS[f]
+        nodes = parse_cpu_list(mp.get("nodes"), "linux.memoryPolicy.nodes")
+        try:
+            sys.set_mempolicy(mode, sorted(nodes))
+        except OSError as e:
+            raise OciError(f"linux.memoryPolicy ({mp['mode']} {mp.get('nodes', '')}): set_mempolicy: "
+                           f"{os.strerror(e.errno)}") from None

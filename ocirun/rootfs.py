@@ -499,7 +499,9 @@ def prepare_root(sys, rootfs, propagation):
 
 
 def _make_parent_private(sys, rootfs):
-    """pivot_root(2) refuses a shared parent mount: make the mount containing the rootfs private if shared."""
+    """pivot_root(2) refuses a shared parent mount: if the mount containing the rootfs is shared, make it a
+    slave (not shared, so pivot_root works, yet still receiving the host's mount events, which a private
+    mount would not: rootfsPropagation slave/rslave must see mounts the host makes later)."""
     best = None
     try:
         with open("/proc/self/mountinfo") as f:
@@ -512,9 +514,21 @@ def _make_parent_private(sys, rootfs):
         return
     if best and any(o.startswith("shared:") for o in best[1]):
         try:
-            sys.mount("", best[0], "", S.MS_PRIVATE, None)
+            sys.mount("", best[0], "", S.MS_SLAVE, None)
         except OSError:
             pass
+
+
+def apply_root_propagation(sys, propagation):
+    """After pivot_root: the configured rootfsPropagation on the container's "/" (runc does it here, where it
+    cannot reach the host's mounts; private is already the case)."""
+    flag = PROPAGATION.get(propagation or "")
+    if not flag or flag & S.MS_PRIVATE:
+        return
+    try:
+        sys.mount("", "/", "", flag, None)
+    except OSError as e:
+        raise OciError(f"linux.rootfsPropagation: cannot make / {propagation}: {os.strerror(e.errno)}") from None
 
 
 def pivot(sys, rootfs, no_pivot=False):

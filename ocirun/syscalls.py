@@ -104,6 +104,7 @@ _ARCH_SYSCALLS = {
     "personality": (135, 92),
     "ioprio_set": (251, 30),
     "sched_setattr": (314, 274),
+    "set_mempolicy": (238, 237),
 }
 _IDX = 0 if os.uname().machine in ("x86_64", "i686") else 1
 NR = {k: v[_IDX] for k, v in _ARCH_SYSCALLS.items()}
@@ -259,6 +260,29 @@ class Syscalls:
     def personality(self, persona):
         lib = _lib()
         return _check(lib.syscall(NR["personality"], ctypes.c_ulong(persona)), "personality")
+
+    def sched_setattr(self, policy, flags=0, nice=0, priority=0, runtime=0, deadline=0, period=0):
+        lib = _lib()
+        buf = (48).to_bytes(4, "little") + policy.to_bytes(4, "little") + flags.to_bytes(8, "little") + \
+            nice.to_bytes(4, "little", signed=True) + priority.to_bytes(4, "little") + \
+            runtime.to_bytes(8, "little") + deadline.to_bytes(8, "little") + period.to_bytes(8, "little")
+        _check(lib.syscall(NR["sched_setattr"], 0, ctypes.c_char_p(buf), 0), "sched_setattr")
+
+    def ioprio_set(self, ioclass, level):
+        lib = _lib()
+        _check(lib.syscall(NR["ioprio_set"], 1, 0, (ioclass << 13) | level), "ioprio_set")  # IOPRIO_WHO_PROCESS
+
+    def set_mempolicy(self, mode, nodes):
+        lib = _lib()
+        if nodes:
+            maxnode = max(nodes) + 1
+            words = (maxnode + 63) // 64
+            mask = (ctypes.c_ulong * words)()
+            for n in nodes:
+                mask[n // 64] |= 1 << (n % 64)
+            _check(lib.syscall(NR["set_mempolicy"], mode, mask, ctypes.c_ulong(words * 64 + 1)), "set_mempolicy")
+        else:
+            _check(lib.syscall(NR["set_mempolicy"], mode, None, ctypes.c_ulong(0)), "set_mempolicy")
 
     def setgroups(self, gids):
         os.setgroups(gids)

@@ -356,17 +356,21 @@ def test_hooks_receive_state_on_stdin(oci, bundle, cid, tmp_path, wait_for):
     assert isinstance(st.get("pid", 0), int)
 
 
-def test_failing_poststart_hook_is_not_fatal_to_state(oci, bundle, cid, tmp_path):
-    """runtime.md: a poststart hook failure is logged as a warning; the container keeps running."""
+def test_failing_poststart_hook_fails_start_and_stops_the_container(oci, bundle, cid, tmp_path):
+    """runtime.md lifecycle: if a poststart hook fails, the runtime MUST generate an error, stop the container
+    and continue at step 12 (destroy; poststop hooks run)."""
     out = str(tmp_path)
     script = _hook_script(out)
     open(os.path.join(out, "fail-poststart"), "w").close()
-    b = bundle(["sleep", "60"], hooks=_hooks(script, out, ["poststart"]))
+    b = bundle(["sleep", "60"], hooks=_hooks(script, out, ["poststart", "poststop"]))
     c = cid()
     assert oci("create", "--bundle", b, c).returncode == 0
-    oci("start", c)
-    assert oci.state(c)["status"] == "running"
-    assert oci("delete", "--force", c).returncode == 0
+    pid = oci.state(c)["pid"]
+    res = oci("start", c)
+    assert res.returncode != 0 and "poststart" in res.stderr, str(res)
+    assert oci.state(c) is None, "the container was not destroyed after the poststart failure"
+    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(") ")[1][0] == "Z"
+    assert os.path.exists(os.path.join(out, "poststop.json")), "poststop hooks did not run"
 
 
 def test_create_runtime_hook_timeout(oci, bundle, cid, tmp_path):

@@ -203,11 +203,15 @@ def test_delete_running_needs_force(oci, bundle, cid):
 
 
 def test_delete_created_container(oci, bundle, cid):
-    """runc deletes a created (never started) container without --force; its init goes with it."""
+    """runtime.md: deleting a container that is not stopped MUST be an error (a created one included; runc 1.1
+    deletes it anyway, we follow the spec). --force deletes it, and its init goes with it."""
     c = cid()
     _create(oci, bundle(["sleep", "60"]), c)
     pid = oci.state(c)["pid"]
     res = oci("delete", c)
+    assert res.returncode != 0 and "not stopped: created" in res.stderr, str(res)
+    assert oci.state(c)["status"] == "created" and _alive(pid)
+    res = oci("delete", "--force", c)
     assert res.returncode == 0, str(res)
     assert oci.state(c) is None
     assert not _alive(pid)
@@ -236,7 +240,7 @@ def test_create_existing_id_fails(oci, bundle, cid):
     # the first container is untouched
     st = oci.state(c)
     assert st["status"] == "created" and st["pid"] == pid and _alive(pid)
-    assert oci("delete", c).returncode == 0
+    assert oci("delete", "--force", c).returncode == 0  # created: not stopped
 
 
 def test_concurrent_creates_one_wins(oci, bundle, cid, tmp_path):
@@ -256,7 +260,7 @@ def test_concurrent_creates_one_wins(oci, bundle, cid, tmp_path):
             assert "exists" in err or "busy" in err, err
     st = oci.state(c)
     assert st["status"] == "created" and _alive(st["pid"])
-    assert oci("delete", c).returncode == 0
+    assert oci("delete", "--force", c).returncode == 0  # created: not stopped
 
 
 # ------------------------------------------------------------------------------------------ list
@@ -303,7 +307,7 @@ def test_pid_file_relative_to_cwd(oci, bundle, cid, tmp_path):
     assert res.returncode == 0, str(res)
     pid = oci.state(c)["pid"]
     assert (work / "rel.pid").read_text().strip() == str(pid)
-    assert oci("delete", c).returncode == 0
+    assert oci("delete", "--force", c).returncode == 0  # created: not stopped
 
 
 def test_bundle_relative_to_cwd(oci, bundle, cid):
