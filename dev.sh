@@ -17,7 +17,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 BASE_PKGS="python3 python3-venv python3-dev gcc libcap-dev libseccomp2 busybox-static"
-TEST_PKGS="runc podman conmon containernetworking-plugins uidmap iproute2"
+TEST_PKGS="runc podman conmon containernetworking-plugins uidmap iproute2 docker.io containerd tini bsdutils"
 
 apt_install() {
     local missing=()
@@ -27,8 +27,14 @@ apt_install() {
     [ ${#missing[@]} -eq 0 ] && return 0
     say "apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # Installing docker.io/containerd must not start system daemons: the tests start their own.
+    local guard=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && guard=1
+    fi
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || { [ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d; return 1; }
+    [ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d
 }
 
 setup() {
