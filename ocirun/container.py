@@ -838,6 +838,9 @@ def _init(cr, chan, start):
     process.set_rlimits(proc.rlimits)
     env = process.build_env(proc)
     path = process.find_executable(proc.args[0], env, proc.cwd or "/")
+    process.check_interpreters(path, sys)
+    if proc.user.username:
+        process.check_username(proc.user, "/etc/passwd")
     # ---- created: wait for start
     trace("init: ready")
     chan.send("ready")

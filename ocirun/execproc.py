@@ -199,6 +199,9 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts, state):
         from . import seccomp
 
         sfilter = seccomp.prepare(lin.seccomp, state)
+    # Non-dumpable before entering any of the container's namespaces: a container process must not be able to
+    # reach this (host) Python process through /proc/<pid>/exe, mem or fd (CVE-2019-5736 class).
+    sys.prctl(S.PR_SET_DUMPABLE, 0)
     if mgr is not None:
         mgr.add_pid(os.getpid())
     user_joined = False
@@ -211,7 +214,6 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts, state):
             os.close(fd)
         if t == "user":
             user_joined = True
-    sys.prctl(S.PR_SET_DUMPABLE, 0)
     if any(t in ("pid", "time") for t, _, _ in fds):
         pid = os.fork()
         if pid:
@@ -236,6 +238,7 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts, state):
     process.set_rlimits(proc.rlimits)
     env = process.build_env(proc)
     path = process.find_executable(proc.args[0], env, proc.cwd or "/")
+    process.check_interpreters(path, sys)
     process.apply_scheduling(proc, None, sys)
     process.set_cpu_affinity(proc, "final")
     if proc.no_new_privileges:

@@ -104,6 +104,91 @@ def find_executable(name, env, cwd="/"):
     raise OciError(f'exec: "{name}": executable file not found in $PATH')
 
 
+PROC_SUPER_MAGIC = 0x9FA0
+
+
+def check_interpreters(path, sys=S.SYS, depth=0):
+    """Refuse a program whose interpreter chain leads into procfs (CVE-2019-5736 class).
+
+    A container can make its program a `#!/proc/self/exe` script (or an ELF with PT_INTERP /proc/self/exe):
+    at execve the kernel resolves that in *our* context, so the host's Python binary would start inside the
+    container with the container's privileges and could then be opened for writing. We follow `#!` lines and
+    PT_INTERP (nested up to 4 levels, as the kernel does) and refuse any that is a magic link or on procfs."""
+    if depth > 4:
+        raise OciError(f'exec: "{path}": too many levels of interpreters')
+    try:
+        fd = sys.openat2(S.AT_FDCWD, path, os.O_RDONLY | os.O_NOCTTY, 0, S.RESOLVE_NO_MAGICLINKS)
+    except OSError as e:
+        if e.errno == 40:  # ELOOP: a magic link such as /proc/self/exe
+            raise OciError(f'exec: "{path}": refusing to execute through a /proc magic link') from None
+        return  # let execve report it
+    try:
+        if sys.fstatfs_type(fd) == PROC_SUPER_MAGIC:
+            raise OciError(f'exec: "{path}": refusing to execute a file on procfs')
+        head = os.pread(fd, 4096, 0)
+    finally:
+        os.close(fd)
+    interp = None
+    if head[:2] == b"#!":
+        line = head[2:].split(b"\n", 1)[0].strip()
+        if line:
+            interp = line.split()[0].decode("utf-8", "surrogateescape")
+    elif head[:4] == b"\x7fELF":
+        interp = _elf_interp(path, head)
+    if interp:
+        check_interpreters(interp, sys, depth + 1)
+
+
+def _elf_interp(path, head):
+    """The PT_INTERP path of an ELF file (64- and 32-bit, little-endian), or None."""
+    import struct
+
+    if len(head) < 52 or head[5] != 1:
+        return None
+    is64 = head[4] == 2
+    try:
+        if is64:
+            phoff, = struct.unpack_from("<Q", head, 32)
+            phentsize, phnum = struct.unpack_from("<HH", head, 54)
+        else:
+            phoff, = struct.unpack_from("<I", head, 28)
+            phentsize, phnum = struct.unpack_from("<HH", head, 42)
+        with open(path, "rb") as f:
+            f.seek(phoff)
+            table = f.read(phentsize * min(phnum, 64))
+            for i in range(min(phnum, 64)):
+                ent = table[i * phentsize:(i + 1) * phentsize]
+                if len(ent) < phentsize:
+                    break
+                if struct.unpack_from("<I", ent, 0)[0] != 3:  # PT_INTERP
+                    continue
+                if is64:
+                    off, = struct.unpack_from("<Q", ent, 8)
+                    size, = struct.unpack_from("<Q", ent, 32)
+                else:
+                    off, = struct.unpack_from("<I", ent, 4)
+                    size, = struct.unpack_from("<I", ent, 16)
+                f.seek(off)
+                return f.read(min(size, 4096)).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+def check_username(user, passwd_path):
+    """process.user.username must name a user of the container (the uid/gid fields are what is applied)."""
+    if not user.username:
+        return
+    try:
+        with open(passwd_path, "rb") as f:
+            for line in f:
+                if line.split(b":", 1)[0].decode("utf-8", "replace") == user.username:
+                    return
+    except OSError:
+        pass
+    raise OciError(f"process.user.username {user.username!r}: no such user in the container's /etc/passwd")
+
+
 def _check_exec(path, name):
     try:
         st = os.stat(path)
