@@ -150,8 +150,17 @@ def test_scheduler_realtime_priority(oci):
     [MUST] config.md#configLinuxProcess
     """
     caps = ["CAP_SYS_NICE", "CAP_KILL"]
-    data = oci.probe(edit=lambda c: (c["process"].update(scheduler={"policy": "SCHED_RR", "priority": 3}),
-                                     set_caps(c, bounding=caps, effective=caps, permitted=caps)))
+
+    def edit(c):
+        c["process"].update(scheduler={"policy": "SCHED_RR", "priority": 3})
+        set_caps(c, bounding=caps, effective=caps, permitted=caps)
+        # Host with RT group scheduling (cpu.rt_runtime_us): a new cgroup gets no RT time unless the config
+        # asks for some (linux.resources.cpu.realtimeRuntime) -- without it the kernel refuses SCHED_RR.
+        if os.path.exists("/sys/fs/cgroup/cpu/cpu.rt_runtime_us"):
+            c.setdefault("linux", {}).setdefault("resources", {}).setdefault("cpu", {}).update(
+                realtimeRuntime=10000, realtimePeriod=1000000)
+
+    data = oci.probe(edit=edit)
     assert (data["sched_policy"], data["sched_priority"]) == (2, 3)
 
 

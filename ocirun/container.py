@@ -774,6 +774,9 @@ def _init(cr, chan, start):
         if not placed:
             cr.init_pid = chan.expect("placed").get("pid")
             process.set_cpu_affinity(proc, "initial")
+            if "network" in cr.plan.new:
+                # a new network namespace gets lo up (as runc), and netDevices (moved in by the parent) up
+                namespaces.link_up(["lo"] + [(v or {}).get("name") or k for k, v in (lin.net_devices or {}).items()])
             if "cgroup" in cr.plan.new:
                 sys.unshare(S.CLONE_NEWCGROUP)
             placed.append(True)

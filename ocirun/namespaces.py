@@ -144,3 +144,27 @@ def userns_fd(uid_maps, gid_maps, sys=S.SYS):
         os.close(r)
         os.close(w2)
         os.waitpid(pid, 0)
+
+
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def link_up(names):
+    """Set network interfaces up from inside the network namespace (SIOCSIFFLAGS; no iproute2 needed)."""
+    import fcntl
+    import _socket
+
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM, 0)
+    try:
+        for name in names:
+            req = name.encode()[:15].ljust(16, b"\0") + bytes(24)
+            try:
+                got = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req)
+                flags = int.from_bytes(got[16:18], "little") | IFF_UP
+                fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, got[:16] + flags.to_bytes(2, "little") + got[18:])
+            except OSError as e:
+                raise OciError(f"network interface {name}: cannot set it up: {e.strerror}") from None
+    finally:
+        s.close()

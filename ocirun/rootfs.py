@@ -521,11 +521,14 @@ def _make_parent_private(sys, rootfs):
 
 def apply_root_propagation(sys, propagation):
     """After pivot_root: the configured rootfsPropagation on the container's "/" (runc does it here, where it
-    cannot reach the host's mounts; private is already the case)."""
+    cannot reach the host's mounts). The default (unset) stays rslave."""
     flag = PROPAGATION.get(propagation or "")
-    if not flag or flag & S.MS_PRIVATE:
+    if not flag:
         return
     try:
+        if flag & S.MS_SHARED:
+            # the rootfs mount is a slave of the host's; "shared" means a peer group of its own, not slave+shared
+            sys.mount("", "/", "", S.MS_PRIVATE | (flag & S.MS_REC), None)
         sys.mount("", "/", "", flag, None)
     except OSError as e:
         raise OciError(f"linux.rootfsPropagation: cannot make / {propagation}: {os.strerror(e.errno)}") from None

@@ -46,8 +46,7 @@ def _nz(d, k):
 def plan_v1(res, update=False, created_memory=False):
     ops = []
     res = want_obj(RES, res)
-    if res.get("unified"):
-        raise CgroupError(f"{RES}.unified: cannot be used with cgroup v1 (this host's cgroups are v1)")
+    # res["unified"]: handled by the v1 driver (hybrid hosts write keys of controllers that are on cgroup2)
 
     # cpuset (first, as the kernel needs cpus/mems before tasks arrive)
     cpu = want_obj(RES + ".cpu", res.get("cpu"))

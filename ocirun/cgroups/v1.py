@@ -205,6 +205,7 @@ class V1Manager:
                 raise CgroupError(f"{field}: cannot write {what}: no such file (cgroup controller {ctrl} "
                                   "is not mounted on this host)")
             todo.append((d, fname, value, field))
+        todo += self._unified_writes(res.get("unified"))
         cpuset = [t for t in todo if t[1] and t[1].startswith("cpuset.")]
         rest = [t for t in todo if not (t[1] and t[1].startswith("cpuset."))]
         for t in cpuset:
@@ -221,6 +222,47 @@ class V1Manager:
         else:
             C.write_or_raise(d, fname, value, field)
 
+    def _unified_writes(self, unified):
+        """linux.resources.unified on a v1 host: on a hybrid host, keys whose controller is enabled on the cgroup2
+        mount are written there (in the container's unified directory); anything else is refused clearly."""
+        if not unified:
+            return []
+        if not isinstance(unified, dict):
+            raise CgroupError(f"{C.RES}.unified: must be an object")
+        udir = self.by_ctrl.get("")
+        cg2 = next((h[1] for h in self.hierarchies if h[2] == "cgroup2"), None)
+        if udir is None or cg2 is None:
+            raise CgroupError(f"{C.RES}.unified: cannot be used with cgroup v1 (this host has no cgroup v2 hierarchy)")
+        avail = C.try_read(cg2, "cgroup.controllers", "").split()
+        out = []
+        for k, v in unified.items():
+            field = f"{C.RES}.unified.{k}"
+            if "/" in k or k in ("", ".", "..") or not isinstance(v, str):
+                raise CgroupError(f"{field}: invalid key or value")
+            ctrl = k.split(".", 1)[0]
+            if ctrl not in ("cgroup", "") and ctrl not in avail:
+                raise CgroupError(f"{field}: controller {ctrl} is not on this host's cgroup v2 hierarchy "
+                                  f"(hybrid host; cgroup2 has: {' '.join(avail) or 'none'})")
+            if ctrl not in ("cgroup", ""):
+                self._enable_v2_chain(udir, cg2, ctrl, field)
+            out.append((udir, k, v, field))
+        return out
+
+    def _enable_v2_chain(self, udir, mp, ctrl, field):
+        chain, d = [], os.path.dirname(udir)
+        while C.under(d, mp):
+            chain.append(d)
+            if d == mp:
+                break
+            d = os.path.dirname(d)
+        for d in reversed(chain):
+            if ctrl not in C.try_read(d, "cgroup.subtree_control", "").split():
+                try:
+                    C.write_file(d, "cgroup.subtree_control", "+" + ctrl)
+                except OSError as e:
+                    raise CgroupError(f"{field}: cannot enable {ctrl} in {d}/cgroup.subtree_control: "
+                                      f"{C.reason(e)}") from None
+
     def _unified_hugetlb(self, op, field):
         """Hybrid hosts may carry hugetlb on the cgroup2 mount only: enable it down to the container there."""
         from .resources import hugetlb_v2
@@ -232,19 +274,7 @@ class V1Manager:
         avail = C.try_read(mp, "cgroup.controllers", "").split()
         if "hugetlb" not in avail:
             return None
-        chain, d = [], os.path.dirname(udir)
-        while C.under(d, mp):
-            chain.append(d)
-            if d == mp:
-                break
-            d = os.path.dirname(d)
-        for d in reversed(chain):
-            if "hugetlb" not in C.try_read(d, "cgroup.subtree_control", "").split():
-                try:
-                    C.write_file(d, "cgroup.subtree_control", "+hugetlb")
-                except OSError as e:
-                    raise CgroupError(f"{field}: cannot enable hugetlb in {d}/cgroup.subtree_control: "
-                                      f"{C.reason(e)}") from None
+        self._enable_v2_chain(udir, mp, "hugetlb", field)
         label, limit = op.hugetlb
         return (udir, hugetlb_v2(label, limit, field))
 

@@ -365,7 +365,8 @@ def test_invalid_values_fail_before_any_write(fk):
          "linux.resources.devices[0].access: 'rwx' is not a combination of r, w, m"),
         ({"devices": [{"access": "r"}]}, "linux.resources.devices[0].allow: required boolean"),
         ({"devices": [{"allow": True, "type": "p"}]}, "linux.resources.devices[0].type: 'p' is not one of a, b, c"),
-        ({"unified": {"memory.high": "1"}}, "linux.resources.unified: cannot be used with cgroup v1"),
+        ({"unified": {"memory.high": "1"}},
+         "linux.resources.unified.memory.high: controller memory is not on this host's cgroup v2 hierarchy"),
         ({"hugepageLimits": [{"pageSize": "2XB", "limit": 1}]},
          "linux.resources.hugepageLimits[0].pageSize: '2XB' is not a page size like \"2MB\""),
         ({"blockIO": {"weightDevice": [{"major": 8, "minor": 0}]}},
@@ -455,6 +456,27 @@ def test_hugetlb_on_hybrid_unified_only(fk):
     assert fk.read("unified", "/hu/x", "hugetlb.2MB.max") == str(2 << 20)
     assert fk.read("unified", "/", "cgroup.subtree_control") == "hugetlb"
     assert fk.read("unified", "/hu", "cgroup.subtree_control") == "hugetlb"
+
+
+def test_unified_keys_on_a_hybrid_host(fk):
+    """Hybrid host: unified keys of a controller that lives on cgroup2 are written there (config-linux.md:
+    unified values MUST be written); the controller is enabled down the tree first."""
+    m = mk(fk, "/uh/x")
+    m.create()
+    m.apply({"unified": {"hugetlb.2MB.max": "4194304"}})
+    assert fk.read("unified", "/uh/x", "hugetlb.2MB.max") == "4194304"
+    assert fk.read("unified", "/uh", "cgroup.subtree_control") == "hugetlb"
+
+
+def test_unified_refused_without_cgroup2(tmp_path, monkeypatch):
+    fk = FakeCgroupfs(tmp_path, cgroup2_controllers="").install(monkeypatch)
+    m = mk(fk, "/un")
+    m.create()
+    fk.writes.clear()
+    with pytest.raises(cgroups.CgroupError, match=r"unified.pids.max: controller pids is not on this host's "
+                                                   r"cgroup v2 hierarchy \(hybrid host; cgroup2 has: none\)"):
+        m.apply({"unified": {"pids.max": "5"}})
+    assert fk.writes == []
 
 
 def test_hugetlb_nowhere(tmp_path, monkeypatch):
