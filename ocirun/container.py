@@ -388,6 +388,14 @@ class _Creator:
                 raise OciError(f"config.json: /process/user/gid: {u.gid} is not mapped in linux.gidMappings")
         self._socket_activation()
         self._notify_socket()
+        if cfg.process.terminal and not self.opts.console_socket and cfg.process.console_size is None:
+            try:  # foreground -t: the container's pty starts with our terminal's size
+                if os.isatty(0):
+                    from . import terminal
+
+                    cfg.process.console_size = terminal.get_winsize(0)
+            except OSError:
+                pass
         if cfg.process.terminal and not self.opts.console_socket and self.opts.detach:
             raise OciError("cannot allocate tty if ocirun will detach without setting console socket")
         if not cfg.process.terminal and self.opts.console_socket:

@@ -246,7 +246,7 @@ def _split_env(env):
             yield k, v
 
 
-FORWARDED_SIGNALS = (1, 2, 3, 10, 12, 14, 15, 18, 20, 21, 22, 23, 28)
+FORWARDED_SIGNALS = (1, 2, 3, 10, 12, 14, 15, 18, 20, 21, 22, 23, 28)  # 28 (WINCH): the proxy resizes instead
 
 
 def reset_signals():
@@ -275,6 +275,8 @@ def wait_forwarding(pid, pty_master=None, alive=None):
             pass
 
     for sig in FORWARDED_SIGNALS:
+        if sig == 28 and pty_master is not None:
+            continue
         try:
             _signal.signal(sig, forward)
         except (OSError, ValueError):

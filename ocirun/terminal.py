@@ -67,16 +67,22 @@ def proxy(master, pid_alive, stdin=0, stdout=1):
 
     old = None
     if os.isatty(stdin):
+        import _signal
         import termios
         import tty
 
         old = termios.tcgetattr(stdin)
         tty.setraw(stdin)
-        try:
-            rows, cols = get_winsize(stdin)
-            set_winsize(master, rows, cols)
-        except OSError:
-            pass
+
+        def resize(sig=None, frame=None):
+            try:
+                rows, cols = get_winsize(stdin)
+                set_winsize(master, rows, cols)  # the kernel sends SIGWINCH to the container's foreground group
+            except OSError:
+                pass
+
+        resize()
+        _signal.signal(28, resize)  # SIGWINCH: our terminal changed size
     fds = [master, stdin]
     try:
         while True:

@@ -15,6 +15,8 @@ removes containers, storage, cgroups and mounts, and fails if anything attributa
 """
 import importlib.util
 import os
+import shlex
+import subprocess
 import sys
 import time
 
@@ -162,3 +164,14 @@ def test_memory_limit(podman):
                      "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
     assert res.returncode == 0, _out(res)
     assert res.stdout.strip() == "67108864", _out(res)
+
+
+def test_tty_through_script(podman):
+    """podman run -t: conmon hands ocirun a --console-socket; the container's stdio is that pty."""
+    inner = " ".join(shlex.quote(a) for a in podman.cmd("run", *podman.run_flags(), "--rm", "-t", podman.image,
+                                                        "sh", "-c", "tty; echo tty-ok"))
+    res = subprocess.run(["script", "-qec", inner, "/dev/null"], env=podman.env, capture_output=True, text=True,
+                         timeout=60, stdin=subprocess.DEVNULL)
+    out = res.stdout.replace("\r", "")
+    assert res.returncode == 0, _out(res)
+    assert "/dev/pts/" in out and "tty-ok" in out, _out(res)
