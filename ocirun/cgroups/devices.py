@@ -5,7 +5,7 @@ container never inherits the host's "a *:* rwm"), in the listed order, followed 
 (the same set runc appends: mknod of anything, /dev/null, zero, full, random, urandom, tty, ptmx, pts, tun).
 
 The result ("model") is: default_allow (bool) + exceptions {(type, major, minor): perms}. For v1 it is turned into
-the writes to devices.deny / devices.allow; for v2 the same model is what a future eBPF program must enforce.
+the writes to devices.deny / devices.allow; for v2 the same model is what an eBPF device program (bpf.py) must enforce.
 """
 from . import CgroupError
 from .common import RES

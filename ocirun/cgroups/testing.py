@@ -215,6 +215,10 @@ class FakeCgroupfs:
         # the resources module imported write_file by name
         from . import resources
         monkeypatch.setattr(resources, "write_file", self._write)
+        # v2 device rules become an eBPF program attached with bpf(2): record them instead on a fake tree
+        from . import v2
+        self.device_programs = _FakeDeviceLayer()
+        monkeypatch.setattr(v2, "device_layer", self.device_programs)
         return self
 
     # ------------------------------------------------------------------------------------------ test helpers
@@ -229,3 +233,14 @@ class FakeCgroupfs:
 
     def writes_to(self, fname):
         return [v for _d, f, v, in self.writes if f == fname]
+
+
+class _FakeDeviceLayer:
+    """Stands in for ocirun.cgroups.bpf on a fake cgroupfs: records (cgroup dir, rule list) per install."""
+
+    def __init__(self):
+        self.installed = []
+
+    def install(self, dirpath, model):
+        self.installed.append((dirpath, model.to_list()))
+        return len(self.installed)

@@ -1,16 +1,25 @@
 """cgroup v2 (unified) driver.
 
-Device rules: v2 has no devices.* files; access control needs an eBPF program attached to the cgroup (a later
-job). Until then the rules are validated and evaluated exactly as on v1 (so a bad rule fails the same way), the
-resulting model is kept in `device_rules` (and in to_dict()) for the eBPF program, and *not enforced*.
-`DEVICES_ENFORCED` tells callers so.
+Device rules: v2 has no devices.* files. The rules are evaluated exactly as on v1 (devices.build: same
+validation, same effective model), and the model is enforced by an eBPF BPF_CGROUP_DEVICE program attached to the
+container's cgroup (bpf.py, imported only when a program is installed). The model is also kept in `device_rules`
+(and in to_dict()).
 """
 import os
 
 from . import CgroupError
 from . import common as C
 
-DEVICES_ENFORCED = False
+# The eBPF device layer: None means ocirun.cgroups.bpf, imported on first use. Tests put a fake here (an object
+# with install(dirpath, model) -> program id).
+device_layer = None
+
+
+def _device_layer():
+    if device_layer is not None:
+        return device_layer
+    from . import bpf
+    return bpf
 
 
 class V2Manager:
@@ -124,11 +133,9 @@ class V2Manager:
         if not isinstance(res, dict):
             raise CgroupError(f"{C.RES}: must be an object")
         ops = R.plan_v2(res, update=update)
+        model = None
         if not update or "devices" in res:
             model = devices.build(res.get("devices"), default_devices)
-            self.device_rules = model.to_list()
-        if not ops:
-            return
         ctrls = None
         for ctrl, fname, _v, field in ops:
             if not ctrl:
@@ -139,6 +146,10 @@ class V2Manager:
                 what = fname or ctrl + ".*"
                 raise CgroupError(f"{field}: cannot write {what}: cgroup controller {ctrl} is not available in "
                                   f"{self.dir} (missing from cgroup.controllers)")
+        if model is not None:
+            # apply: the first program; update: the new one replaces the old (no window without a program).
+            _device_layer().install(self.dir, model)
+            self.device_rules = model.to_list()
         for ctrl, fname, value, field in ops:
             if fname is None:
                 value(self.dir, self)

@@ -206,6 +206,14 @@ def test_stats_v2(fk):
     assert s["cpu"]["usage"]["total"] == 10000
 
 
-def test_devices_not_enforced_flag():
-    from ocirun.cgroups import v2
-    assert v2.DEVICES_ENFORCED is False
+def test_device_rules_become_a_device_program(fk):
+    """v2: the device rules are enforced by an eBPF program (recorded by the fake device layer here)."""
+    m = mk(fk, "/dv")
+    m.create()
+    m.apply({"devices": [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1,
+                                                              "minor": 3, "access": "rw"}]})
+    assert len(fk.device_programs.installed) == 1
+    path, (default_allow, rules) = fk.device_programs.installed[0]
+    assert path.endswith("/dv")
+    assert default_allow is False
+    assert any(r[:3] == ["c", 1, 3] and set("rw") <= set(r[3]) for r in rules), rules
