@@ -466,7 +466,8 @@ class _Creator:
         return {"id": self.c.id, "status": status, "pid": self.init_pid or 0, "init_start_time": self.init_start,
                 "bundle": self.bundle, "rootfs": self.rootfs, "created": self.created,
                 "annotations": cfg.annotations, "config": cfg.raw,
-                "cgroup": self.mgr.to_dict() if self.mgr is not None else None}
+                "cgroup": self.mgr.to_dict() if self.mgr is not None else None,
+                "no_new_keyring": bool(self.opts.no_new_keyring)}
 
     def _create(self, start, fg):
         cfg = self.cfg
@@ -565,7 +566,7 @@ class _Creator:
             t = m.get("t")
             if t == "userns":
                 namespaces.write_id_mappings(m["pid"], self.plan)
-                chan.send("mapped")
+                _send_or_read_error(chan, "mapped")
             elif t == "pid":
                 self.init_pid = m["pid"]
                 self.init_start = St.proc_start_time(self.init_pid)
@@ -577,7 +578,7 @@ class _Creator:
                     _move_net_devices(self.cfg.linux.net_devices, self.init_pid)
                 if self.mgr is not None:
                     self.mgr.add_pid(self.init_pid)
-                chan.send("placed", pid=self.init_pid)
+                _send_or_read_error(chan, "placed", pid=self.init_pid)
                 trace("parent: init placed")
             elif t == "hooks":
                 from . import hooks
@@ -589,7 +590,7 @@ class _Creator:
                 except OciError as e:
                     chan.send("abort")
                     raise OciError(str(e)) from None
-                chan.send("go")
+                _send_or_read_error(chan, "go")
             elif t == "ready":
                 trace("parent: ready")
                 break
@@ -668,6 +669,19 @@ class _Creator:
         return code
 
 
+def _send_or_read_error(chan, t, **fields):
+    """Send to the stages; if they are already gone (EPIPE), their error message is what to report."""
+    try:
+        chan.send(t, **fields)
+    except (BrokenPipeError, ConnectionResetError):
+        while True:
+            m = chan.recv()
+            if m is None:
+                raise OciError("container init exited during create without reporting an error") from None
+            if m.get("t") == "error":
+                raise OciError(m.get("msg", "container init failed")) from None
+
+
 def _reap(pid, nohang=False):
     try:
         return os.waitpid(pid, os.WNOHANG if nohang else 0)
@@ -717,6 +731,14 @@ def _stage1(cr, chan, join_fds):
     os.umask(0)
     namespaces.join(join_fds)
     plan = cr.plan
+    if any(t == "user" for t, _, _ in join_fds):
+        # joined an existing user namespace: act as its root (else we are its unmapped overflow uid)
+        try:
+            sys.setresgid(0, 0, 0)
+            sys.setresuid(0, 0, 0)
+        except OSError as e:
+            raise OciError(f"linux.namespaces: joined user namespace has no mapping for uid/gid 0: "
+                           f"{os.strerror(e.errno)}") from None
     if plan.new_user:
         sys.unshare(S.CLONE_NEWUSER)
         chan.send("userns", pid=os.getpid())
@@ -875,7 +897,7 @@ def _init(cr, chan, start):
 
             lsm.set_keyring_label(proc.selinux_label)
         try:
-            sys.join_session_keyring(cr.c.id)
+            sys.keyring_add_user_search(sys.join_session_keyring(cr.c.id))
         except OSError as e:
             if e.errno not in (38, 1, 13, 122):  # ENOSYS, EPERM, EACCES, EDQUOT: as runc, not fatal
                 raise OciError(f"cannot join a new session keyring: {os.strerror(e.errno)}") from None
@@ -895,10 +917,7 @@ def _init(cr, chan, start):
         sfilter = None
     process.switch_user(proc.user, cr.caps, sys, setgroups_allowed=_setgroups_allowed(cr.plan))
     os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
-    try:
-        os.chdir(proc.cwd or "/")
-    except OSError as e:
-        raise OciError(f"process.cwd {proc.cwd}: {e.strerror}") from None
+    process.chdir_inside(proc.cwd)
     process.reset_signals()
     trace("init: exec")
     process.exec_process(path, proc.args, env, cr.opts.preserve_fds, sys,

@@ -128,7 +128,7 @@ def exec_in(container, proc, opts):
         try:
             _exec_child(cfg, proc, caps, fds, mgr, cchan, console_fd, opts,
                         {"id": container.id, "status": "running", "pid": pid, "bundle": st.get("bundle", ""),
-                         "annotations": cfg.annotations or {}})
+                         "annotations": cfg.annotations or {}}, bool(st.get("no_new_keyring")))
         except BaseException as e:
             msg = str(e) if isinstance(e, OciError) else f"{type(e).__name__}: {e}"
             try:
@@ -182,7 +182,7 @@ def _reap(pid):
         return pid, None
 
 
-def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts, state):
+def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts, state, no_new_keyring=False):
     import _signal  # noqa: F401  preloaded for process.reset_signals
     import resource  # noqa: F401  preloaded: after setns(mnt) the host's Python is out of reach
     import _prctl  # noqa: F401
@@ -199,6 +199,13 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts, state):
         from . import seccomp
 
         sfilter = seccomp.prepare(lin.seccomp, state)
+    # CVE-2024-21626 class: whatever fds our caller left open must be gone before we enter the container
+    keep = {chan.fd} | {fd for _, _, fd in fds}
+    if console_fd is not None:
+        keep.add(console_fd)
+    if sfilter is not None:
+        keep |= sfilter.keep_fds()
+    process.close_inherited(keep, opts.preserve_fds)
     # Non-dumpable before entering any of the container's namespaces: a container process must not be able to
     # reach this (host) Python process through /proc/<pid>/exe, mem or fd (CVE-2019-5736 class).
     sys.prctl(S.PR_SET_DUMPABLE, 0)
@@ -239,6 +246,15 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts, state):
     env = process.build_env(proc)
     path = process.find_executable(proc.args[0], env, proc.cwd or "/")
     process.check_interpreters(path, sys)
+    if not no_new_keyring:
+        try:  # the container's session keyring (named by its id), as the init joined it
+            sys.join_session_keyring(state["id"])
+        except OSError:
+            pass
+    if lin.personality:
+        from .container import _personality
+
+        _personality(sys, lin.personality)
     process.apply_scheduling(proc, None, sys)
     process.set_cpu_affinity(proc, "final")
     if proc.no_new_privileges:
@@ -259,10 +275,7 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts, state):
         lsm.apply_exec_labels(proc)
     process.switch_user(proc.user, caps, sys, setgroups_allowed=allowed)
     os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
-    try:
-        os.chdir(proc.cwd or "/")
-    except OSError as e:
-        raise OciError(f"process.cwd {proc.cwd}: {e.strerror}") from None
+    process.chdir_inside(proc.cwd)
     process.reset_signals()
     process.exec_process(path, proc.args, env, opts.preserve_fds, sys,
                          last=sfilter.load if sfilter is not None else None)

@@ -204,6 +204,9 @@ def _check_exec(path, name):
 
 def switch_user(user, caps, sys=S.SYS, setgroups_allowed=True):
     """Bounding set, then setgroups/setgid/setuid keeping capabilities, then the exact capability sets."""
+    if not setgroups_allowed and user.additional_gids:
+        raise OciError("process.user.additionalGids: cannot set supplementary groups: setgroups is denied in "
+                       "this user namespace (/proc/self/setgroups)")
     capabilities.drop_bounding(caps)
     sys.prctl(S.PR_SET_KEEPCAPS, 1)
     try:
@@ -396,3 +399,35 @@ def apply_scheduling(proc, linux=None, sys=S.SYS):
         except OSError as e:
             raise OciError(f"linux.memoryPolicy ({mp['mode']} {mp.get('nodes', '')}): set_mempolicy: "
                            f"{os.strerror(e.errno)}") from None
+
+
+def chdir_inside(cwd):
+    """chdir to process.cwd and make sure it is inside the container's root (CVE-2024-21626: a cwd such as
+    /proc/self/fd/N must never land on a host directory through an inherited fd). getcwd(3) fails with ENOENT
+    (the kernel's "(unreachable)") for a cwd outside the process's root."""
+    try:
+        os.chdir(cwd or "/")
+    except OSError as e:
+        raise OciError(f"process.cwd {cwd}: {e.strerror}") from None
+    try:
+        where = os.getcwd()
+    except OSError:
+        where = None
+    if not where or not where.startswith("/"):
+        raise OciError(f"process.cwd {cwd}: resolves outside the container's root filesystem")
+
+
+def close_inherited(keep, preserve_fds=0):
+    """Close, now (not at exec), every fd above stdio that the caller of ocirun left open, except the
+    preserved ones and `keep`: nothing of the host may be reachable through /proc/self/fd once we are in the
+    container's namespaces."""
+    try:
+        fds = [int(x) for x in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    for fd in fds:
+        if fd > 2 + preserve_fds and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass

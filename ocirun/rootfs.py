@@ -153,6 +153,9 @@ class Root:
                     self.sys.mkdirat(fd, comp, mode)
                 except FileExistsError:
                     pass  # raced, or a dangling symlink: the resolve below tells
+                except OSError as e:
+                    os.close(fd)
+                    raise OciError(f"{path}: cannot create {'/' + '/'.join(done)}: {os.strerror(e.errno)}") from None
                 try:
                     nfd = self.resolve("/".join(done), os.O_PATH | os.O_DIRECTORY)
                 except FileNotFoundError:

@@ -505,6 +505,14 @@ class Filter:
         self.loaded = False
         self.notify_fd = None
 
+    def keep_fds(self):
+        """The fds this filter needs until load() (the listener connection and its /proc fd)."""
+        lst = self._listener
+        if lst is None:
+            return set()
+        return {fd for fd in (getattr(getattr(lst, "sock", None), "fileno", lambda: None)(), getattr(lst, "_proc", None))
+                if isinstance(fd, int) and fd >= 0}
+
     def load(self):
         if self.loaded:
             return

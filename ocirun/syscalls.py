@@ -257,6 +257,11 @@ class Syscalls:
     def join_session_keyring(self, name=None):
         return _check(_lib().syscall(NR["keyctl"], KEYCTL_JOIN_SESSION_KEYRING, _b(name)), "keyctl")
 
+    def keyring_add_user_search(self, key_id):
+        """KEYCTL_SETPERM: possessor all, user view|read|search|link (runc adds KEY_USR_SEARCH the same way), so
+        that later processes of the container (exec) can find and join the keyring by name."""
+        return _check(_lib().syscall(NR["keyctl"], 5, key_id, ctypes.c_uint(0x3F1B0000)), "keyctl")
+
     def personality(self, persona):
         lib = _lib()
         return _check(lib.syscall(NR["personality"], ctypes.c_ulong(persona)), "personality")
