@@ -525,7 +525,8 @@ class _Creator:
         self._converse(start)
 
     def _idmap_userns(self):
-        """Idmapped mounts: one user namespace fd per mount, made here where host pids are visible."""
+        """Idmapped mounts: per mount, a user namespace with its mapping and a detached idmapped clone of the
+        source, made here (host pids visible; initial user namespace, where MOUNT_ATTR_IDMAP is permitted)."""
         out = {}
         lin = self.cfg.linux or C.Linux()
         for i, m in enumerate(self.cfg.mounts):
@@ -540,10 +541,20 @@ class _Creator:
             if not uids or not gids:
                 raise OciError(f"{where}: an idmapped mount needs uidMappings and gidMappings on the mount "
                                f"or a user namespace with mappings")
+            src = m.source or ""
+            if not os.path.isabs(src):
+                src = os.path.join(self.bundle, src)
+            if not os.path.exists(src):
+                raise OciError(f"{where}: source {m.source} does not exist")
             try:
-                out[i] = namespaces.userns_fd(uids, gids)
+                userns = namespaces.userns_fd(uids, gids)
             except OciError as e:
                 raise OciError(f"{where}: {e}") from None
+            try:
+                recursive = "rbind" in (m.options or ()) or "ridmap" in (m.options or ())
+                out[i] = rootfs.make_idmapped_tree(S.SYS, src, userns, recursive, where)
+            finally:
+                os.close(userns)
         return out
 
     def _converse(self, start):

@@ -232,7 +232,7 @@ class MountContext:
         self.new_netns = new_netns
         self.mount_label = mount_label
         self.ensure_placed = lambda: None  # the init's cgroup must be final before a cgroup mount
-        self.idmap_fds = {}  # mount index -> fd of a user namespace holding that mount's ID mapping
+        self.idmap_fds = {}  # mount index -> fd of a detached idmapped mount tree, made by the parent
 
 
 def mount_one(root, m, index, ctx):
@@ -257,14 +257,15 @@ def mount_one(root, m, index, ctx):
             fd = root.ensure(dest, is_dir=stat.S_ISDIR(st.st_mode))
             try:
                 rec = opts.flags & S.MS_REC
-                userns = ctx.idmap_fds.get(index)
-                if userns is not None:
-                    _idmapped_bind(sys, src, fd, userns, bool(rec) or "ridmap" in opts.extensions, where)
+                tree = ctx.idmap_fds.get(index)
+                if tree is not None:
+                    attach_tree(sys, tree, fd, where)
                 else:
                     _mount(sys, src, fd, "", S.MS_BIND | rec, None, where)
                 remount_flags = opts.flags & ~(S.MS_BIND | S.MS_REC | S.MS_REMOUNT)
-                if remount_flags:
-                    _remount_bind(root, dest, remount_flags, where)
+                clear = opts.clear & ~(S.MS_BIND | S.MS_REC | S.MS_REMOUNT)
+                if remount_flags or clear:
+                    _remount_bind(root, dest, remount_flags, where, clear)
                 _finish(root, dest, opts, where)
             finally:
                 os.close(fd)
@@ -304,8 +305,10 @@ def mount_one(root, m, index, ctx):
         raise OciError(f"{where}: {e.strerror or e}") from None
 
 
-def _idmapped_bind(sys, src, target_fd, userns_fd, recursive, where):
-    """A bind mount whose files are seen through the mount's ID mapping (mount_setattr MOUNT_ATTR_IDMAP)."""
+def make_idmapped_tree(sys, src, userns_fd, recursive, where):
+    """A detached clone of `src` whose files are seen through the ID mapping of `userns_fd`
+    (open_tree + mount_setattr MOUNT_ATTR_IDMAP). Made by the parent, in the initial user namespace, where
+    that is permitted; the init only attaches it (attach_tree). Returns the tree's fd."""
     flags = S.OPEN_TREE_CLONE | S.OPEN_TREE_CLOEXEC | (S.AT_RECURSIVE if recursive else 0)
     try:
         tree = sys.open_tree(S.AT_FDCWD, src, flags)
@@ -319,10 +322,18 @@ def _idmapped_bind(sys, src, target_fd, userns_fd, recursive, where):
             why = {errno.EINVAL: "the filesystem or kernel does not support idmapped mounts",
                    errno.EPERM: "not permitted", errno.ENOSYS: "the kernel has no mount_setattr"}.get(e.errno)
             raise OciError(f"{where}: idmapped mount of {src}: {why or os.strerror(e.errno)}") from None
-        try:
-            sys.move_mount(tree, "", target_fd, "", S.MOVE_MOUNT_F_EMPTY_PATH | S.MOVE_MOUNT_T_EMPTY_PATH)
-        except OSError as e:
-            raise OciError(f"{where}: move_mount: {os.strerror(e.errno)}") from None
+    except BaseException:
+        os.close(tree)
+        raise
+    return tree
+
+
+def attach_tree(sys, tree, target_fd, where):
+    """Attach a detached mount tree (from make_idmapped_tree) onto the destination's fd."""
+    try:
+        sys.move_mount(tree, "", target_fd, "", S.MOVE_MOUNT_F_EMPTY_PATH | S.MOVE_MOUNT_T_EMPTY_PATH)
+    except OSError as e:
+        raise OciError(f"{where}: move_mount: {os.strerror(e.errno)}") from None
     finally:
         os.close(tree)
 
@@ -344,15 +355,25 @@ def _reopen_mount(root, dest):
     return root.resolve(dest)
 
 
-def _remount_bind(root, dest, flags, where):
+def _remount_bind(root, dest, flags, where, clear=0):
+    """Remount a bind mount with `flags`; the source's other flags are kept unless an option cleared them
+    (suid, dev, exec, atime, rw...). If the kernel refuses (flags locked by a less privileged user namespace),
+    retry keeping every flag the source has."""
     fd = _reopen_mount(root, dest)
     try:
-        # Keep the flags the kernel has locked on the source (e.g. nodev from a user namespace's parent).
-        locked = statvfs_flags(fd)
-        want = S.MS_BIND | S.MS_REMOUNT | flags | locked
+        have = statvfs_flags(fd)
+        want = S.MS_BIND | S.MS_REMOUNT | flags | (have & ~clear)
+        if clear & S.MS_NOATIME and not want & (S.MS_NOATIME | S.MS_STRICTATIME):
+            want |= S.MS_RELATIME  # a remount keeps the old atime mode unless one is named: atime = the default
         try:
             root.sys.mount("", S.fd_path(fd), "", want, None)
         except OSError as e:
+            if e.errno == errno.EPERM and clear:
+                try:
+                    root.sys.mount("", S.fd_path(fd), "", want | have, None)
+                    return
+                except OSError:
+                    pass
             raise OciError(f"{where}: remount {dest} with {_flag_names(flags)}: {os.strerror(e.errno)}") from None
     finally:
         os.close(fd)
@@ -426,9 +447,15 @@ def _tmpcopyup(root, fd, m, flags, data, where):
                 s = os.path.join(src, name)
                 d = os.path.join(tmp, name)
                 if os.path.isdir(s) and not os.path.islink(s):
-                    shutil.copytree(s, d, symlinks=True)
+                    shutil.copytree(s, d, symlinks=True, copy_function=_copy_owned)
+                    _keep_owners(s, d)
                 else:
-                    shutil.copy2(s, d, follow_symlinks=False)
+                    _copy_owned(s, d)
+            st = os.stat(src)
+            given = {o.partition("=")[0] for o in (data or "").split(",")}
+            if "mode" not in given:
+                os.chmod(tmp, stat.S_IMODE(st.st_mode))
+            os.chown(tmp, st.st_uid if "uid" not in given else -1, st.st_gid if "gid" not in given else -1)
             sys.mount(tmp, S.fd_path(fd), "", S.MS_MOVE, None)
         except BaseException:
             try:
@@ -443,6 +470,23 @@ def _tmpcopyup(root, fd, m, flags, data, where):
             pass
 
 
+def _copy_owned(s, d):
+    import shutil
+
+    shutil.copy2(s, d, follow_symlinks=False)
+    st = os.lstat(s)
+    os.lchown(d, st.st_uid, st.st_gid)
+    return d
+
+
+def _keep_owners(src_dir, dst_dir):
+    """copytree keeps modes, not owners: give every copied directory (and the tree's root) its owner back."""
+    for dirpath, dirnames, _ in os.walk(src_dir):
+        rel = os.path.relpath(dirpath, src_dir)
+        st = os.lstat(dirpath)
+        os.lchown(os.path.join(dst_dir, rel) if rel != "." else dst_dir, st.st_uid, st.st_gid)
+
+
 def _mount_cgroup(root, dest, opts, ctx, where, fstype):
     sys = root.sys
     ctx.ensure_placed()
@@ -452,11 +496,14 @@ def _mount_cgroup(root, dest, opts, ctx, where, fstype):
     try:
         if plan is None or plan[0] == 2 or fstype == "cgroup2":
             try:
-                _mount(sys, "cgroup2", fd, "cgroup2", opts.flags & ~S.MS_REMOUNT, _data_str(opts.data), where)
-            except OciError:
-                if plan is None:
-                    raise
-                _mount(sys, plan[1][0][1], fd, "", S.MS_BIND | S.MS_REC, None, where)
+                sys.mount("cgroup2", S.fd_path(fd), "cgroup2", opts.flags & ~S.MS_REMOUNT, _data_str(opts.data))
+            except OSError as e:
+                # Only "not permitted" (no cgroup namespace of our own) falls back to binding the container's
+                # unified directory; a bad option or a missing filesystem is the config's error.
+                unified = [d for n, d in (plan[1] if plan else ()) if n in ("", "unified")]
+                if e.errno != errno.EPERM or not unified:
+                    raise OciError(f"{where}: mount cgroup2: {os.strerror(e.errno)}") from None
+                _mount(sys, unified[0], fd, "", S.MS_BIND | S.MS_REC, None, where)
                 if opts.flags & S.MS_RDONLY:
                     _remount_bind(root, dest, opts.flags & ~S.MS_REMOUNT, where)
             return
