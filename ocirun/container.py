@@ -227,7 +227,7 @@ class Container:
             except StateError:
                 if not force:
                     raise
-                st = None
+                st = self.store.read_recovery(self.id)  # state.json damaged: pids and cgroup from recover.json
             status = St.status_of(self.store, self.id, st) if st is not None else "stopped"
             if status != "stopped" and not force:
                 raise StateError(f"cannot delete container {self.id} that is not stopped: {status}")
@@ -265,9 +265,11 @@ def _destroy(store, cid, st, status):
     """Remove everything the container owns: its processes, cgroups, state; then poststop hooks."""
     errors = []
     if st is not None:
-        pid = st.get("pid") or 0
-        if pid > 0 and status != "stopped":
-            _kill_wait(pid, st.get("init_start_time"))
+        # The init and (for a create that was killed) stage 1: signalled only if still the same process.
+        for key, tkey in (("pid", "init_start_time"), ("stage1", "stage1_start_time")):
+            pid = st.get(key) or 0
+            if pid > 0 and st.get(tkey) is not None and St.proc_start_time(pid) == st.get(tkey):
+                _kill_wait(pid, st.get(tkey))
         try:
             mgr = _cgroup_from(st)
             if mgr is not None:
@@ -464,6 +466,7 @@ class _Creator:
     def _record(self, status):
         cfg = self.cfg
         return {"id": self.c.id, "status": status, "pid": self.init_pid or 0, "init_start_time": self.init_start,
+                "stage1": self.stage1 or 0, "stage1_start_time": getattr(self, "stage1_start", None),
                 "bundle": self.bundle, "rootfs": self.rootfs, "created": self.created,
                 "annotations": cfg.annotations, "config": cfg.raw,
                 "cgroup": self.mgr.to_dict() if self.mgr is not None else None,
@@ -508,6 +511,7 @@ class _Creator:
             for _, _, fd in join_fds:
                 os.close(fd)
         self.stage1 = pid
+        self.stage1_start = St.proc_start_time(pid)
         trace("parent: forked")
         cchan.close()
         for fd in self.idmap_fds.values():
@@ -520,6 +524,13 @@ class _Creator:
         # The cgroups are made while stage 1 and the init build namespaces and mounts: the init waits for
         # "placed" before it needs its cgroup. If this fails, closing the channel makes the init exit.
         self.mgr.create()
+        busy = self.mgr.pids()
+        if busy:
+            # e.g. the cgroup of an orphaned container whose state was lost: never share it (as runc 1.2)
+            raise OciError(f"linux.cgroupsPath: the container's cgroup already has {len(busy)} process(es) "
+                           f"(pid {busy[0]}); refusing to share it")
+        # the record now knows stage 1 and the cgroups we made: a create killed from here on is cleaned up fully
+        self.store.write(self.c.id, self._record("creating"))
         self.mgr.apply(lin.resources)
         trace("parent: cgroup ready")
         self._converse(start)
@@ -572,6 +583,8 @@ class _Creator:
                     m = chan.recv()
             except protocol.ProtocolError as e:
                 raise OciError(str(e)) from None
+            except (ConnectionResetError, BrokenPipeError):
+                m = None
             if m is None:
                 raise OciError(self._died_msg())
             t = m.get("t")
@@ -581,6 +594,7 @@ class _Creator:
             elif t == "pid":
                 self.init_pid = m["pid"]
                 self.init_start = St.proc_start_time(self.init_pid)
+                self.store.write(self.c.id, self._record("creating"))
                 # Placing a process in a v1 cgroup waits for an RCU grace period (1-12 ms here): do it from
                 # the parent while the init sets up its rootfs; the init waits for "placed" only when it
                 # needs its cgroup (cgroup namespace, cgroup mounts, pivot_root).
@@ -630,7 +644,9 @@ class _Creator:
             pid, status = _reap(self.stage1, nohang=False)
             self.stage1 = None
             if status is not None and os.WIFSIGNALED(status):
-                return f"container init was killed by signal {os.WTERMSIG(status)} during create"
+                return f"container init (stage 1) was killed by signal {os.WTERMSIG(status)} during create"
+        if self.init_pid and St.proc_start_time(self.init_pid) is None:
+            return "container init died during create (killed, or exited without reporting an error)"
         return "container init exited during create without reporting an error"
 
     def _cleanup(self):
@@ -686,7 +702,10 @@ def _send_or_read_error(chan, t, **fields):
         chan.send(t, **fields)
     except (BrokenPipeError, ConnectionResetError):
         while True:
-            m = chan.recv()
+            try:
+                m = chan.recv()
+            except (BrokenPipeError, ConnectionResetError):
+                m = None
             if m is None:
                 raise OciError("container init exited during create without reporting an error") from None
             if m.get("t") == "error":
@@ -999,6 +1018,9 @@ def _sysctls(lin):
         except OSError as e:
             raise OciError(f"linux.sysctl: {key}: {e.strerror}") from None
         try:
+            # CVE-2019-16884 class: a rootfs can plant a plain /proc; only ever write to a real procfs
+            if S.SYS.fstatfs_type(fd) != 0x9FA0:
+                raise OciError(f"linux.sysctl: {key}: /proc in the container is not a procfs (no proc mount?)")
             os.write(fd, str(value).encode())
         except OSError as e:
             raise OciError(f"linux.sysctl: {key}={value}: {e.strerror}") from None

@@ -50,11 +50,11 @@ def process_from_flags(base, args, env=(), cwd=None, user=None, additional_gids=
     if user:
         uid, _, gid = user.partition(":")
         try:
-            u.uid = int(uid)
+            u.uid = _id_value(uid)
             if gid:
-                u.gid = int(gid)
+                u.gid = _id_value(gid)
         except ValueError:
-            raise OciError(f"exec: --user {user!r}: only numeric UID[:GID] is supported") from None
+            raise OciError(f"exec: --user {user!r}: UID[:GID] must be numbers from 0 to 4294967294") from None
         if not gid:
             u.gid = u.gid if u.gid is not None else 0
         u.additional_gids = []
@@ -76,6 +76,16 @@ def process_from_flags(base, args, env=(), cwd=None, user=None, additional_gids=
     if label:
         p.selinux_label = label
     return p
+
+
+def _id_value(text):
+    """A uid or gid: 0..2**32-2 (-1 and 4294967295 mean "unchanged" to setresuid, never a user)."""
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(text)
+    v = int(text)
+    if v >= 0xFFFFFFFF:
+        raise ValueError(text)
+    return v
 
 
 def exec_in(container, proc, opts):

@@ -14,6 +14,7 @@ from .version import SPEC_VERSION
 
 DEFAULT_ROOT = "/run/ocirun"
 STATE_FILE = "state.json"
+RECOVER_FILE = "recover.json"  # pids and cgroup only: lets delete --force clean up if state.json is damaged
 START_SOCK = "start.sock"
 
 _ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
@@ -30,6 +31,20 @@ def validate_id(cid):
         shown = cid.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
         raise OciError(f"invalid container id {shown!r}: only letters, digits and _ + - . are allowed")
     return cid
+
+
+_TYPES = {"pid": int, "init_start_time": int, "stage1": int, "stage1_start_time": int, "status": str,
+          "bundle": str, "config": dict, "cgroup": dict, "annotations": dict, "created": str, "rootfs": str}
+
+
+def _check_types(st):
+    """A record whose fields have the wrong types is as corrupt as unparsable JSON."""
+    for k, t in _TYPES.items():
+        v = st.get(k)
+        if v is not None and (not isinstance(v, t) or (t is int and isinstance(v, bool))):
+            raise ValueError(f"field {k!r} has the wrong type")
+    if isinstance(st.get("pid"), int) and st["pid"] < 0:
+        raise ValueError("field 'pid' is negative")
 
 
 def proc_start_time(pid):
@@ -65,7 +80,9 @@ class Store:
         try:
             os.makedirs(self.root, mode=0o700, exist_ok=True)
         except OSError as e:
-            raise OciError(f"cannot create state root {self.root}: {e.strerror}") from None
+            raise OciError(f"--root {self.root}: cannot create the state directory: {e.strerror}") from None
+        if not os.path.isdir(self.root):
+            raise OciError(f"--root {self.root}: not a directory")
 
     def new(self, cid):
         """Create ID's directory and lock it: exactly one concurrent create of an ID wins."""
@@ -76,6 +93,8 @@ class Store:
             os.mkdir(d, 0o700)
         except FileExistsError:
             raise OciError(f"container with id exists: {cid}") from None
+        except OSError as e:
+            raise OciError(f"--root {self.root}: cannot create {d}: {e.strerror}") from None
         lock = Lock(d)
         lock.acquire()
         return lock
@@ -87,8 +106,10 @@ class Store:
         lock = Lock(d)
         try:
             lock.acquire(blocking)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise NotFoundError(f"container does not exist: {cid}") from None
+        except OSError as e:
+            raise OciError(f"--root {self.root}: {e.strerror}") from None
         if lock.gone():
             lock.release()
             raise NotFoundError(f"container does not exist: {cid}")
@@ -97,8 +118,10 @@ class Store:
     def ids(self):
         try:
             names = os.listdir(self.root)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return []
+        except OSError as e:
+            raise OciError(f"--root {self.root}: {e.strerror}") from None
         return sorted(n for n in names if os.path.isdir(os.path.join(self.root, n)))
 
     def read(self, cid):
@@ -106,25 +129,44 @@ class Store:
         try:
             with open(os.path.join(d, STATE_FILE), "rb") as f:
                 data = f.read()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             if not os.path.isdir(d):
                 raise NotFoundError(f"container does not exist: {cid}") from None
             return None  # directory without state: a create that died before writing anything
+        except OSError as e:
+            raise OciError(f"--root {self.root}: cannot read the state of {cid}: {e.strerror}") from None
         try:
             st = jsonio.loads(data)
             if not isinstance(st, dict) or st.get("id") != cid:
                 raise ValueError("not a state record for this container")
+            _check_types(st)
         except ValueError as e:
             raise StateError(f"container {cid}: state file {os.path.join(d, STATE_FILE)} is corrupt ({e}); "
                              f"'ocirun delete --force {cid}' removes it") from None
         return st
 
-    def write(self, cid, st):
+    def read_recovery(self, cid):
+        """The small record of pids and cgroup written beside state.json, or None."""
+        try:
+            with open(os.path.join(self.dir(cid), RECOVER_FILE), "rb") as f:
+                rec = jsonio.loads(f.read())
+            _check_types(rec)
+            return rec if isinstance(rec, dict) else None
+        except (OSError, ValueError):
+            return None
+
+    def write(self, cid, st, recovery=True):
+        if recovery:
+            self._write_file(cid, RECOVER_FILE, {k: st.get(k) for k in ("id", "status", "pid", "init_start_time",
+                                                                          "stage1", "stage1_start_time", "cgroup")})
+        self._write_file(cid, STATE_FILE, st)
+
+    def _write_file(self, cid, name, st):
         d = self.dir(cid)
-        tmp = os.path.join(d, f".{STATE_FILE}.tmp")
+        tmp = os.path.join(d, f".{name}.tmp")
         with open(tmp, "w") as f:
             f.write(jsonio.dumps(st))
-        os.rename(tmp, os.path.join(d, STATE_FILE))
+        os.rename(tmp, os.path.join(d, name))
 
     def remove(self, cid):
         d = self.dir(cid)

@@ -19,6 +19,9 @@ def run(g, fl, args):
     if not args:
         raise UsageError('"exec" requires at least 1 argument(s)')
     cid, rest = args[0], args[1:]
+    from ..state import validate_id
+
+    validate_id(cid)
     c = Container(cid, root_of(g))
     n = fl.preserve_fds or 0
     if not 0 <= n <= 65535:

@@ -29,7 +29,9 @@ def test_new_write_read_open_remove(store):
         st = record("c1", pid=123, annotations={"a": "b"})
         store.write("c1", st)
         assert store.read("c1") == st
-        assert os.listdir(store.dir("c1")) == ["state.json"]  # the temporary file was renamed away
+        # the temporary files were renamed away; recover.json keeps pids and cgroup for delete --force
+        assert sorted(os.listdir(store.dir("c1"))) == ["recover.json", "state.json"]
+        assert store.read_recovery("c1")["pid"] == 123
     finally:
         lock.release()
     assert store.ids() == ["c1"]
