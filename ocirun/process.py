@@ -411,8 +411,10 @@ def chdir_inside(cwd):
         raise OciError(f"process.cwd {cwd}: {e.strerror}") from None
     try:
         where = os.getcwd()
+    except FileNotFoundError:
+        where = None  # ENOENT: the kernel's "(unreachable)", a cwd outside our root
     except OSError:
-        where = None
+        return  # e.g. getcwd refused by the container's own seccomp profile: cannot verify (fds are closed anyway)
     if not where or not where.startswith("/"):
         raise OciError(f"process.cwd {cwd}: resolves outside the container's root filesystem")
 
