@@ -120,7 +120,7 @@ class Container:
                 except FileNotFoundError:
                     pass
             st["status"] = "running"
-            self.store.write(self.id, st)
+            self.store.write(self.id, st, recovery=False)  # status only: recover.json (pids, cgroup) is current
             _poststart(st, self.store, self.id)
         finally:
             lock.release()
@@ -171,7 +171,7 @@ class Container:
             st, status, mgr = self._running_with_cgroup("pause", ("running", "created"))
             mgr.freeze()
             st["paused"] = True
-            self.store.write(self.id, st)
+            self.store.write(self.id, st, recovery=False)
         finally:
             lock.release()
 
@@ -181,7 +181,7 @@ class Container:
             st, status, mgr = self._running_with_cgroup("resume", ("paused",))
             mgr.thaw()
             st["paused"] = False
-            self.store.write(self.id, st)
+            self.store.write(self.id, st, recovery=False)
         finally:
             lock.release()
 
@@ -629,13 +629,13 @@ class _Creator:
             _reap(self.primer)
             self.primer = None
         self.stage1 = None
-        self.store.write(self.c.id, self._record("created"))
+        self.store.write(self.c.id, self._record("created"), recovery=False)
         if self.opts.pid_file:
             _write_pid_file(self.opts.pid_file, self.init_pid)
         if start:
             _send_start_and_wait(chan, self.c.id)
             st = self._record("running")
-            self.store.write(self.c.id, st)
+            self.store.write(self.c.id, st, recovery=False)
             _poststart(st, self.store, self.c.id)
         chan.close()
 

@@ -617,18 +617,25 @@ def _is_dev_null(fd):
     return stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) == 1 and os.minor(st.st_rdev) == 3
 
 
+def _existing(root, p, field):
+    """An O_PATH fd of in-container path p, or None when it does not exist (such paths are skipped)."""
+    try:
+        return root.resolve(p)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        raise OciError(f"{field}: {p}: {os.strerror(e.errno)}") from None
+
+
 def mask_paths(root, paths):
     """Over each existing path: /dev/null for files, an empty read-only tmpfs for directories."""
     sys = root.sys
     null = None
     try:
         for p in paths:
-            try:
-                fd = root.resolve(p)
-            except (FileNotFoundError, NotADirectoryError):
+            fd = _existing(root, p, "linux.maskedPaths")
+            if fd is None:
                 continue
-            except OSError as e:
-                raise OciError(f"linux.maskedPaths: {p}: {os.strerror(e.errno)}") from None
             try:
                 if stat.S_ISDIR(os.fstat(fd).st_mode):
                     try:
@@ -659,12 +666,9 @@ def mask_paths(root, paths):
 def readonly_paths(root, paths):
     sys = root.sys
     for p in paths:
-        try:
-            fd = root.resolve(p)
-        except (FileNotFoundError, NotADirectoryError):
+        fd = _existing(root, p, "linux.readonlyPaths")
+        if fd is None:
             continue
-        except OSError as e:
-            raise OciError(f"linux.readonlyPaths: {p}: {os.strerror(e.errno)}") from None
         try:
             try:
                 sys.mount(S.fd_path(fd), S.fd_path(fd), "", S.MS_BIND | S.MS_REC, None)

@@ -407,3 +407,23 @@ def dev_entries(field, lst, key):
             raise CgroupError(f"{f}.{key}: required")
         out.append((f, e["major"], e["minor"], e))
     return out
+
+
+def finish_destroy(mgr, d, timeout, kill=True):
+    """The end of destroy() on both drivers: wait until `d` has no process left (bounded), then remove the
+    directories this manager created (deepest first); mgr.created keeps what could not be removed."""
+    if kill:
+        left = wait_empty(lambda: procs_recursive(d), timeout, SIGKILL)
+        if left:
+            from . import CgroupError
+
+            raise CgroupError(f"cannot destroy cgroup {d}: processes {left[:5]} did not exit "
+                              f"within {timeout:g}s of SIGKILL")
+    left = remove_dirs(mgr.created)
+    if left:
+        from . import CgroupError
+
+        bad, err = left[0]
+        mgr.created = [x for x, _e in left]
+        raise CgroupError(f"cannot remove cgroup {bad}: {reason(err)}")
+    mgr.created = []

@@ -364,6 +364,7 @@ class V1Manager:
         deepest first. Idempotent."""
 
         d = self._pid_dir()
+        killed = False
         if os.path.isdir(d) and (force or d in self.created):
             pids = C.procs_recursive(d)
             if pids:
@@ -371,16 +372,8 @@ class V1Manager:
                 fz = self.by_ctrl.get("freezer")
                 if fz and self.is_frozen():
                     self._thaw_quiet(fz)        # frozen tasks cannot die
-                left = C.wait_empty(lambda: C.procs_recursive(d), timeout, C.SIGKILL)
-                if left:
-                    raise CgroupError(f"cannot destroy cgroup {d}: processes {left[:5]} did not exit "
-                                      f"within {timeout:g}s of SIGKILL")
-        left = C.remove_dirs(self.created)
-        if left:
-            bad, err = left[0]
-            self.created = [x for x, _e in left]
-            raise CgroupError(f"cannot remove cgroup {bad}: {C.reason(err)}")
-        self.created = []
+                killed = True
+        C.finish_destroy(self, d, timeout, kill=killed)
 
     # ------------------------------------------------------------------------------------------ stats
 

@@ -221,6 +221,7 @@ class V2Manager:
     def destroy(self, force=False, timeout=5.0):
 
         d = self.dir
+        killed = False
         if os.path.isdir(d) and (force or d in self.created):
             if C.procs_recursive(d):
                 if os.path.exists(d + "/cgroup.kill"):
@@ -229,16 +230,8 @@ class V2Manager:
                     C.kill_pids(C.procs_recursive(d), C.SIGKILL)
                 if self.is_frozen():
                     self._write_quiet("cgroup.freeze", "0")
-                left = C.wait_empty(lambda: C.procs_recursive(d), timeout, C.SIGKILL)
-                if left:
-                    raise CgroupError(f"cannot destroy cgroup {d}: processes {left[:5]} did not exit "
-                                      f"within {timeout:g}s of SIGKILL")
-        left = C.remove_dirs(self.created)
-        if left:
-            bad, err = left[0]
-            self.created = [x for x, _e in left]
-            raise CgroupError(f"cannot remove cgroup {bad}: {C.reason(err)}")
-        self.created = []
+                killed = True
+        C.finish_destroy(self, d, timeout, kill=killed)
 
     # ------------------------------------------------------------------------------------------ stats
 
