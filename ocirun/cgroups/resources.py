@@ -285,22 +285,24 @@ def _blkio_weight(kind, value, field):
     return run
 
 
-def _hugetlb_v1(label, limit, field):
+def _hugetlb(label, limit, field, suffix):
+    """hugetlb.<size>.<suffix> and, where the kernel has it, the matching .rsvd. file (v1: limit_in_bytes,
+    v2: max); the op carries .hugetlb so a hybrid host can move it to the cgroup2 hierarchy."""
     def run(d, mgr):
         import os
-        fname = f"hugetlb.{label}.limit_in_bytes"
-        try:
-            write_file(d, fname, limit)
-        except OSError as e:
-            raise err_write(field + ".limit", fname, limit, e) from None
-        rsvd = f"hugetlb.{label}.rsvd.limit_in_bytes"
-        if os.path.exists(d + "/" + rsvd):
+        for fname in (f"hugetlb.{label}.{suffix}", f"hugetlb.{label}.rsvd.{suffix}"):
+            if "rsvd" in fname and not os.path.exists(d + "/" + fname):
+                continue
             try:
-                write_file(d, rsvd, limit)
+                write_file(d, fname, limit)
             except OSError as e:
-                raise err_write(field + ".limit", rsvd, limit, e) from None
+                raise err_write(field + ".limit", fname, limit, e) from None
     run.hugetlb = (label, limit)
     return run
+
+
+def _hugetlb_v1(label, limit, field):
+    return _hugetlb(label, limit, field, "limit_in_bytes")
 
 
 def _rdma_lines(rdma):
@@ -522,18 +524,4 @@ def _io_weight(prefix, weight, field):
 
 
 def hugetlb_v2(label, limit, field):
-    def run(d, mgr):
-        import os
-        fname = f"hugetlb.{label}.max"
-        try:
-            write_file(d, fname, limit)
-        except OSError as e:
-            raise err_write(field + ".limit", fname, limit, e) from None
-        rsvd = f"hugetlb.{label}.rsvd.max"
-        if os.path.exists(d + "/" + rsvd):
-            try:
-                write_file(d, rsvd, limit)
-            except OSError as e:
-                raise err_write(field + ".limit", rsvd, limit, e) from None
-    run.hugetlb = (label, limit)
-    return run
+    return _hugetlb(label, limit, field, "max")
