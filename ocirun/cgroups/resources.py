@@ -63,24 +63,13 @@ def plan_v1(res, update=False, created_memory=False):
     _plan_cpu_v1(cpu, ops)
 
     # pids
-    pids = want_obj(RES + ".pids", res.get("pids"))
-    if _set(pids, "limit"):
-        v = want_int(RES + ".pids.limit", pids["limit"])
-        ops.append(("pids", "pids.max", "max" if v < 0 else str(v), RES + ".pids.limit"))
+    _plan_pids(res, ops)
 
     # blkio
     _plan_blkio_v1(want_obj(RES + ".blockIO", res.get("blockIO")), ops)
 
     # hugetlb
-    for i, h in enumerate(want_list(RES + ".hugepageLimits", res.get("hugepageLimits"))):
-        f = f"{RES}.hugepageLimits[{i}]"
-        if not isinstance(h, dict):
-            raise CgroupError(f"{f}: must be an object")
-        label, _n = page_size(f + ".pageSize", h.get("pageSize"))
-        if "limit" not in h:
-            raise CgroupError(f"{f}.limit: required")
-        lim = str(want_int(f + ".limit", h["limit"], 0, U64_MAX))
-        ops.append(("hugetlb", None, _hugetlb_v1(label, lim, f), f))
+    _plan_hugetlb(res, ops, _hugetlb_v1)
 
     # network
     net = want_obj(RES + ".network", res.get("network"))
@@ -285,6 +274,27 @@ def _blkio_weight(kind, value, field):
     return run
 
 
+def _plan_pids(res, ops):
+    """pids.limit -> pids.max on both versions (negative: no limit)."""
+    pids = want_obj(RES + ".pids", res.get("pids"))
+    if _set(pids, "limit"):
+        v = want_int(RES + ".pids.limit", pids["limit"])
+        ops.append(("pids", "pids.max", "max" if v < 0 else str(v), RES + ".pids.limit"))
+
+
+def _plan_hugetlb(res, ops, writer):
+    """hugepageLimits, validated the same way on both versions; `writer` makes the version's file writes."""
+    for i, h in enumerate(want_list(RES + ".hugepageLimits", res.get("hugepageLimits"))):
+        f = f"{RES}.hugepageLimits[{i}]"
+        if not isinstance(h, dict):
+            raise CgroupError(f"{f}: must be an object")
+        label, _n = page_size(f + ".pageSize", h.get("pageSize"))
+        if "limit" not in h:
+            raise CgroupError(f"{f}.limit: required")
+        lim = str(want_int(f + ".limit", h["limit"], 0, U64_MAX))
+        ops.append(("hugetlb", None, writer(label, lim, f), f))
+
+
 def _hugetlb(label, limit, field, suffix):
     """hugetlb.<size>.<suffix> and, where the kernel has it, the matching .rsvd. file (v1: limit_in_bytes,
     v2: max); the op carries .hugetlb so a hybrid host can move it to the cgroup2 hierarchy."""
@@ -417,22 +427,11 @@ def plan_v2(res, update=False):
         v = want_int(F + ".idle", cpu["idle"], 0, 1)
         ops.append(("cpu", "cpu.idle", str(v), F + ".idle"))
     # pids
-    pids = want_obj(RES + ".pids", res.get("pids"))
-    if _set(pids, "limit"):
-        v = want_int(RES + ".pids.limit", pids["limit"])
-        ops.append(("pids", "pids.max", "max" if v < 0 else str(v), RES + ".pids.limit"))
+    _plan_pids(res, ops)
     # io
     _plan_io_v2(want_obj(RES + ".blockIO", res.get("blockIO")), ops)
     # hugetlb
-    for i, h in enumerate(want_list(RES + ".hugepageLimits", res.get("hugepageLimits"))):
-        f = f"{RES}.hugepageLimits[{i}]"
-        if not isinstance(h, dict):
-            raise CgroupError(f"{f}: must be an object")
-        label, _n = page_size(f + ".pageSize", h.get("pageSize"))
-        if "limit" not in h:
-            raise CgroupError(f"{f}.limit: required")
-        lim = str(want_int(f + ".limit", h["limit"], 0, U64_MAX))
-        ops.append(("hugetlb", None, hugetlb_v2(label, lim, f), f))
+    _plan_hugetlb(res, ops, hugetlb_v2)
     # network
     net = want_obj(RES + ".network", res.get("network"))
     if _set(net, "classID") or net.get("priorities"):
