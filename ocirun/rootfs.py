@@ -539,8 +539,9 @@ def prepare_root(sys, rootfs, propagation):
     try:
         sys.mount("", "/", "", flag, None)
     except OSError as e:
+        hint = " (is / a mount point? in a chroot, bind-mount its root onto itself)" if e.errno == errno.EINVAL else ""
         raise OciError(f"linux.rootfsPropagation: cannot set {propagation or 'rslave'} on /: "
-                       f"{os.strerror(e.errno)}") from None
+                       f"{os.strerror(e.errno)}{hint}") from None
     _make_parent_private(sys, rootfs)
     try:
         sys.mount(rootfs, rootfs, "", S.MS_BIND | S.MS_REC, None)

@@ -55,6 +55,20 @@ def parse(text):
     return [Mnt(ln) for ln in text.splitlines() if " - " in ln and len(ln.split()) > 6]
 
 
+def fs_root_of(path):
+    """The mountinfo `root` a bind mount of host `path` shows: path within the filesystem that holds it
+    (path itself only where that filesystem is mounted at /, e.g. not for a /tmp of its own)."""
+    path = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        best = None
+        for m in parse(f.read()):
+            if path == m.mp or path.startswith(m.mp.rstrip("/") + "/"):
+                if best is None or len(m.mp) >= len(best.mp):
+                    best = m
+    rel = os.path.relpath(path, best.mp)
+    return os.path.normpath(os.path.join(best.root, rel)) if rel != "." else best.root
+
+
 def by_mp(text):
     """mountinfo text -> {mount point: Mnt}; of stacked mounts the last (topmost) wins."""
     out = {}

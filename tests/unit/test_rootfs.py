@@ -1044,3 +1044,12 @@ def test_needs_dev_setup():
     assert not D.needs_dev_setup([Mount(destination="/dev/", type="bind", source="/dev")])
     assert not D.needs_dev_setup([Mount(destination="//dev", type="none", source="/dev", options=["rbind"])])
     assert D.needs_dev_setup([Mount(destination="/dev/shm", type="bind", source="/x", options=["bind"])])
+
+
+def test_prepare_root_error_hints_at_a_root_that_is_no_mount_point(env):
+    """In a chroot whose / is not a mount point, changing /'s propagation fails with EINVAL: say so."""
+    env.fake.fail("mount", errno.EINVAL, once=True)
+    with pytest.raises(OciError) as ei:
+        R.prepare_root(env.fake, env.rootfs, None)
+    assert str(ei.value) == ("linux.rootfsPropagation: cannot set rslave on /: Invalid argument (is / a mount "
+                             "point? in a chroot, bind-mount its root onto itself)")
