@@ -193,13 +193,20 @@ def parse(doc):
 
 def load_doc(path):
     """Read and JSON-parse a config file; malformed JSON names line and column."""
+    return parse_doc(read_config(path), path)
+
+
+def read_config(path):
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            return f.read()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file", prefix="") from None
     except OSError as e:
         raise ConfigError(f"{path}: {e.strerror}", prefix="") from None
+
+
+def parse_doc(data, path):
     try:
         doc = jsonio.loads(data)
     except jsonio.JSONError as e:
@@ -229,12 +236,13 @@ def normalize_engine_quirks(doc):
 
 def load(path, validate=True):
     """Load, validate and parse config.json -> Config."""
-    doc = load_doc(path)
+    raw = read_config(path)
+    doc = parse_doc(raw, path)
     normalize_engine_quirks(doc)
     if validate:
-        from .validate import validate_config
+        from .validate import validate_config_cached
 
-        validate_config(doc)
+        validate_config_cached(doc, raw)
     check_semantics(doc)
     return parse(doc)
 

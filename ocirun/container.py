@@ -10,7 +10,7 @@ Parent and stages talk over a SOCK_SEQPACKET socketpair (protocol.Channel).
 import os
 
 from . import config as C
-from . import namespaces, protocol, rootfs, state as St
+from . import namespaces, protocol, state as St
 from . import syscalls as S
 from .errors import NotFoundError, OciError, StateError
 from .log import trace
@@ -371,9 +371,12 @@ class _Creator:
             raise OciError("config.json: /linux/intelRdt: resctrl is not mounted on this host (/sys/fs/resctrl)")
         if "mount" not in present:
             raise OciError("config.json: /linux/namespaces: ocirun needs a mount namespace (none is listed)")
-        from . import capabilities, lsm, process
+        from . import capabilities, process
 
-        lsm.check(cfg.process, cfg.linux)
+        if cfg.process.apparmor_profile or cfg.process.selinux_label or lin.mount_label:
+            from . import lsm
+
+            lsm.check(cfg.process, cfg.linux)
         self.caps = capabilities.resolve(cfg.process.capabilities)
         capabilities.drop_unavailable(self.caps)
         for w in self.caps.warnings:
@@ -448,7 +451,7 @@ class _Creator:
                 self.console_fd = protocol.connect_unix(self.opts.console_socket)
             except OSError as e:
                 raise OciError(f"--console-socket {self.opts.console_socket}: {e.strerror}") from None
-        self.lock = self.store.new(self.c.id)
+        self.lock = None  # the state dir is made (and locked) by _create, once stage 1 is on its way
         try:
             try:
                 self._create(start, fg)
@@ -456,7 +459,8 @@ class _Creator:
                 self._cleanup()
                 raise
         finally:
-            self.lock.release()
+            if self.lock is not None:
+                self.lock.release()
             if self.console_fd is not None:
                 os.close(self.console_fd)
         if start and fg:
@@ -478,13 +482,7 @@ class _Creator:
         lin = cfg.linux or C.Linux()
         from . import cgroups
 
-        self.mgr = cgroups.new_manager(self.c.id, lin.cgroups_path, systemd=self.opts.systemd_cgroup)
-        # The record (with the cgroup paths) exists before anything is made, so nothing can leak untracked.
-        self.store.write(self.c.id, self._record("creating"))
-        S._lib()  # load ctypes before fork: after it, both processes would pay copy-on-write faults for it
-        # Everything the stages import must be imported now: after pivot_root the host's Python is gone, and in
-        # a new user namespace the stage runs as an unmapped uid that may not read the interpreter's stdlib.
-        _preload(cfg)
+        cgroups.check_driver(self.opts.systemd_cgroup)
         self.sfilter = None
         if lin.seccomp is not None:
             from . import seccomp
@@ -492,19 +490,20 @@ class _Creator:
             self.sfilter = seccomp.prepare(lin.seccomp, self)
         self.idmap_fds = self._idmap_userns()
         self.listen_fd = None
-        if not start:
-            self.listen_fd = protocol.listen_unix(os.path.join(self.store.dir(self.c.id), St.START_SOCK))
         if fg:
             S.set_child_subreaper()
         pchan, cchan = protocol.Channel.pair()
         self.chan = pchan
         join_fds = self.plan.open_join_fds()
+        # Stage 1 is forked as early as it can be: from here the two processes work side by side (2 cores):
+        # stage 1 imports what the stages need and builds the namespaces and the rootfs, the parent makes the
+        # state dir, the record and the cgroups. Nothing on the host exists yet: if the parent fails or dies
+        # before the record is written, the stages see the channel's EOF and exit, taking their namespaces
+        # and mounts with them.
         try:
             pid = os.fork()
             if pid == 0:  # ---- stage 1
                 pchan.close()
-                # The flock lives on the open file description that fork shares: the container must not hold it.
-                self.lock.release()
                 _child_main(self, cchan, join_fds, start)
                 os._exit(0)  # not reached
         finally:
@@ -518,21 +517,25 @@ class _Creator:
             os.close(fd)
         if self.sfilter is not None:
             self.sfilter.close()  # the init holds the listener connection; ours must not keep it open
-        if self.listen_fd is not None:
-            os.close(self.listen_fd)
-            self.listen_fd = None
+        # the cgroup manager (its modules, /proc/self/cgroup, mountinfo) is built while stage 1 starts
+        self.mgr = cgroups.new_manager(self.c.id, lin.cgroups_path, systemd=self.opts.systemd_cgroup)
+        self.lock = self.store.new(self.c.id)  # an existing id fails here: _cleanup then leaves its dir alone
+        self.own_dir = True
+        # The record (stage 1 and the cgroup paths) exists before any cgroup is made: nothing leaks untracked.
+        self.store.write(self.c.id, self._record("creating"))
+        if not start:  # bound here (the state dir is root's, 0700); the init gets it with "placed"
+            self.listen_fd = protocol.listen_unix(os.path.join(self.store.dir(self.c.id), St.START_SOCK))
         # The cgroups are made while stage 1 and the init build namespaces and mounts: the init waits for
         # "placed" before it needs its cgroup. If this fails, closing the channel makes the init exit.
         self.mgr.create()
+        # the record learns which directories were made (delete --force removes those, and only those)
+        self.store.write(self.c.id, self._record("creating"))
         busy = self.mgr.pids()
         if busy:
             # e.g. the cgroup of an orphaned container whose state was lost: never share it (as runc 1.2)
             raise OciError(f"linux.cgroupsPath: the container's cgroup already has {len(busy)} process(es) "
                            f"(pid {busy[0]}); refusing to share it")
-        # the record now knows stage 1 and the cgroups we made: a create killed from here on is cleaned up fully
-        self.store.write(self.c.id, self._record("creating"))
-        self.mgr.apply(lin.resources)
-        trace("parent: cgroup ready")
+        trace("parent: cgroups made")
         self._converse(start)
 
     def _idmap_userns(self):
@@ -540,6 +543,8 @@ class _Creator:
         source, made here (host pids visible; initial user namespace, where MOUNT_ATTR_IDMAP is permitted)."""
         out = {}
         lin = self.cfg.linux or C.Linux()
+        from . import rootfs
+
         for i, m in enumerate(self.cfg.mounts):
             ext = {"idmap", "ridmap"} & set(m.options or ())
             if not (m.uid_mappings or m.gid_mappings or ext):
@@ -572,6 +577,9 @@ class _Creator:
         chan = self.chan
         # foreground run -t without --console-socket: the init sends us the pty master to proxy
         want_pty = self.cfg.process.terminal and not self.opts.console_socket
+        applied = False
+        from . import cgroups
+
         while True:
             try:
                 if want_pty:
@@ -594,28 +602,40 @@ class _Creator:
             elif t == "pid":
                 self.init_pid = m["pid"]
                 self.init_start = St.proc_start_time(self.init_pid)
-                self.store.write(self.c.id, self._record("creating"))
                 # Placing a process in a v1 cgroup waits for an RCU grace period (1-12 ms here): do it from
                 # the parent while the init sets up its rootfs; the init waits for "placed" only when it
-                # needs its cgroup (cgroup namespace, cgroup mounts, pivot_root).
+                # needs its cgroup (cgroup namespace, cgroup mounts, pivot_root). Placement comes first (the
+                # init is waiting); the record follows while the init finishes its rootfs.
                 trace("parent: got pid")
                 if (self.cfg.linux or C.Linux()).net_devices:
                     _move_net_devices(self.cfg.linux.net_devices, self.init_pid)
                 if self.mgr is not None:
                     self.mgr.add_pid(self.init_pid)
-                _send_or_read_error(chan, "placed", pid=self.init_pid)
+                _send_or_read_error(chan, "placed", fd=self.listen_fd, pid=self.init_pid,
+                                    cgroup_plan=_cgroup_plan(self.mgr))
+                if self.listen_fd is not None:
+                    os.close(self.listen_fd)
+                    self.listen_fd = None
                 trace("parent: init placed")
+                # The record now knows stage 1, the init and the cgroups: a create killed from here on is
+                # cleaned up fully (before this, the stages exit on the channel's EOF and delete --force
+                # empties the cgroups named in the first record).
+                self.store.write(self.c.id, self._record("creating"))
+                if self.mgr is not None:
+                    cgroups.preload_resources()  # while the init builds its rootfs
+            elif t in ("hooks", "ready") and not applied:
+                # Limits and device rules once the rootfs (and its device nodes) is built, before any hook
+                # runs: runc's order (it sets them when its init reports "hooks", or "ready" without hooks).
+                applied = True
+                if self.mgr is not None:
+                    self.mgr.apply((self.cfg.linux or C.Linux()).resources)
+                trace("parent: cgroup ready")
+                if t == "ready":
+                    trace("parent: ready")
+                    break
+                self._run_create_hooks(chan)
             elif t == "hooks":
-                from . import hooks
-
-                st = _hook_state(self._record("creating"), "creating")
-                try:
-                    hooks.run_hooks("prestart", self.cfg.hooks.prestart, st)
-                    hooks.run_hooks("createRuntime", self.cfg.hooks.create_runtime, st)
-                except OciError as e:
-                    chan.send("abort")
-                    raise OciError(str(e)) from None
-                _send_or_read_error(chan, "go")
+                self._run_create_hooks(chan)
             elif t == "ready":
                 trace("parent: ready")
                 break
@@ -629,7 +649,8 @@ class _Creator:
             _reap(self.primer)
             self.primer = None
         self.stage1 = None
-        self.store.write(self.c.id, self._record("created"), recovery=False)
+        if not start:  # (run goes on to "running" at once: one state write less)
+            self.store.write(self.c.id, self._record("created"), recovery=False)
         if self.opts.pid_file:
             _write_pid_file(self.opts.pid_file, self.init_pid)
         if start:
@@ -638,6 +659,18 @@ class _Creator:
             self.store.write(self.c.id, st, recovery=False)
             _poststart(st, self.store, self.c.id)
         chan.close()
+
+    def _run_create_hooks(self, chan):
+        from . import hooks
+
+        st = _hook_state(self._record("creating"), "creating")
+        try:
+            hooks.run_hooks("prestart", self.cfg.hooks.prestart, st)
+            hooks.run_hooks("createRuntime", self.cfg.hooks.create_runtime, st)
+        except OciError as e:
+            chan.send("abort")
+            raise OciError(str(e)) from None
+        _send_or_read_error(chan, "go")
 
     def _died_msg(self):
         if self.stage1:
@@ -670,7 +703,11 @@ class _Creator:
                 self.mgr.destroy()
             except Exception as e:
                 _warn(f"cleanup: cgroup: {e}")
-        self.store.remove(self.c.id)
+        if getattr(self, "listen_fd", None) is not None:
+            os.close(self.listen_fd)
+            self.listen_fd = None
+        if getattr(self, "own_dir", False):
+            self.store.remove(self.c.id)
         if getattr(self, "cfg", None) is not None and self.cfg.hooks.poststop and self.init_pid:
             from . import hooks  # create failed after the container existed: lifecycle steps 12-13
 
@@ -696,10 +733,14 @@ class _Creator:
         return code
 
 
-def _send_or_read_error(chan, t, **fields):
-    """Send to the stages; if they are already gone (EPIPE), their error message is what to report."""
+def _send_or_read_error(chan, t, fd=None, **fields):
+    """Send to the stages (with `fd` if given); if they are already gone (EPIPE), their error message is
+    what to report."""
     try:
-        chan.send(t, **fields)
+        if fd is not None:
+            chan.send_fd(fd, t, **fields)
+        else:
+            chan.send(t, **fields)
     except (BrokenPipeError, ConnectionResetError):
         while True:
             try:
@@ -734,6 +775,11 @@ def _write_pid_file(path, pid):
 def _child_main(cr, chan, join_fds, start):
     """Stage 1, then (after the second fork, if any) the init. Never returns."""
     try:
+        # Everything the stages import is imported now, on the host and as its root: after pivot_root the
+        # host's Python is gone, and in a new user namespace the stage runs as an unmapped uid that may not
+        # read the interpreter's stdlib. (The parent never loads ctypes or these modules.)
+        S._lib()
+        _preload(cr.cfg)
         init_pid = _stage1(cr, chan, join_fds)
         if init_pid:
             chan.send("pid", pid=init_pid)
@@ -821,18 +867,23 @@ def _init(cr, chan, start):
         sys.sethostname(cfg.hostname)
     if cfg.domainname is not None:
         sys.setdomainname(cfg.domainname)
-    from . import devices, process
+    from . import devices, process, rootfs
 
     process.set_oom_score_adj(proc.oom_score_adj)
     rootfs.prepare_root(sys, cr.rootfs, lin.rootfs_propagation)
     root = rootfs.Root(cr.rootfs, sys)
-    ctx = rootfs.MountContext(cr.bundle, _cgroup_plan(cr.mgr), in_userns=cr.plan.in_user,
+    ctx = rootfs.MountContext(cr.bundle, None, in_userns=cr.plan.in_user,
                               new_netns="network" in cr.plan.new, mount_label=lin.mount_label)
     placed = []
 
     def ensure_placed():
         if not placed:
-            cr.init_pid = chan.expect("placed").get("pid")
+            m, fd = chan.expect_fd("placed")
+            cr.init_pid = m.get("pid")
+            plan = m.get("cgroup_plan")  # (version, [(name, host dir)]): what cgroup mounts bind
+            ctx.cgroup_plan = (plan[0], [tuple(x) for x in plan[1]]) if plan else None
+            if fd is not None:
+                cr.listen_fd = fd  # `create`: the start.sock the parent bound, to wait on once ready
             process.set_cpu_affinity(proc, "initial")
             if "network" in cr.plan.new:
                 # a new network namespace gets lo up (as runc), and netDevices (moved in by the parent) up
@@ -955,13 +1006,13 @@ def _init(cr, chan, start):
 
 
 def _preload(cfg):
-    """Import in the parent, before fork, everything the stages use (see _Creator._create)."""
+    """Import everything the stages use, in stage 1 before it leaves the host's namespaces (_child_main)."""
     import resource  # noqa: F401  (process.set_rlimits)
     import _prctl  # noqa: F401  (capabilities)
     import fcntl  # noqa: F401
     import _signal  # noqa: F401
     import select  # noqa: F401  (protocol timeouts)
-    from . import capabilities, devices, process  # noqa: F401
+    from . import capabilities, devices, process, rootfs  # noqa: F401  (the parent imports none of them)
 
     if cfg.hooks.create_container or cfg.hooks.start_container or cfg.hooks.prestart or cfg.hooks.create_runtime:
         import time  # noqa: F401
@@ -970,7 +1021,7 @@ def _preload(cfg):
         import shutil  # noqa: F401
         import tempfile  # noqa: F401
 
-    if cfg.process.apparmor_profile or cfg.process.selinux_label:
+    if cfg.process.apparmor_profile or cfg.process.selinux_label or (cfg.linux and cfg.linux.mount_label):
         from . import lsm  # noqa: F401
     if cfg.process.terminal:
         import termios  # noqa: F401

@@ -141,18 +141,19 @@ def check_interpreters(path, sys=S.SYS, depth=0):
 
 def _elf_interp(path, head):
     """The PT_INTERP path of an ELF file (64- and 32-bit, little-endian), or None."""
-    import struct
+    def u(buf, off, n):  # little-endian unsigned field (not struct: one import less in the init)
+        if off + n > len(buf):
+            raise ValueError("short ELF header")
+        return int.from_bytes(buf[off:off + n], "little")
 
     if len(head) < 52 or head[5] != 1:
         return None
     is64 = head[4] == 2
     try:
         if is64:
-            phoff, = struct.unpack_from("<Q", head, 32)
-            phentsize, phnum = struct.unpack_from("<HH", head, 54)
+            phoff, phentsize, phnum = u(head, 32, 8), u(head, 54, 2), u(head, 56, 2)
         else:
-            phoff, = struct.unpack_from("<I", head, 28)
-            phentsize, phnum = struct.unpack_from("<HH", head, 42)
+            phoff, phentsize, phnum = u(head, 28, 4), u(head, 42, 2), u(head, 44, 2)
         with open(path, "rb") as f:
             f.seek(phoff)
             table = f.read(phentsize * min(phnum, 64))
@@ -160,17 +161,15 @@ def _elf_interp(path, head):
                 ent = table[i * phentsize:(i + 1) * phentsize]
                 if len(ent) < phentsize:
                     break
-                if struct.unpack_from("<I", ent, 0)[0] != 3:  # PT_INTERP
+                if u(ent, 0, 4) != 3:  # PT_INTERP
                     continue
                 if is64:
-                    off, = struct.unpack_from("<Q", ent, 8)
-                    size, = struct.unpack_from("<Q", ent, 32)
+                    off, size = u(ent, 8, 8), u(ent, 32, 8)
                 else:
-                    off, = struct.unpack_from("<I", ent, 4)
-                    size, = struct.unpack_from("<I", ent, 16)
+                    off, size = u(ent, 4, 4), u(ent, 16, 4)
                 f.seek(off)
                 return f.read(min(size, 4096)).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-    except (OSError, struct.error):
+    except (OSError, ValueError):
         return None
     return None
 
@@ -270,6 +269,9 @@ def wait_forwarding(pid, pty_master=None, alive=None):
     """Foreground supervision (run, exec): forward signals to `pid`, proxy its pty if any, and return its
     status as a shell would (128+N when killed by signal N). We must be its parent or subreaper."""
     import _signal
+    import gc
+
+    gc.enable()  # this may run for long (main() turns the collector off for the short commands)
 
     def forward(sig, frame):
         try:

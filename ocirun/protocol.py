@@ -37,7 +37,12 @@ class Channel:
             r, _, _ = select.select([self.fd], [], [], timeout)
             if not r:
                 raise ProtocolError("timed out waiting for the container process")
-        data = os.read(self.fd, MAX)
+        try:
+            data = os.read(self.fd, MAX)
+        except ConnectionResetError:
+            # The peer exited with our last message unread: a unix socket then reports ECONNRESET once,
+            # ahead of what the peer had sent us (its error report, typically), which is still queued.
+            data = os.read(self.fd, MAX)
         if not data:
             return None
         return jsonio.loads(data)
@@ -52,6 +57,19 @@ class Channel:
             raise ProtocolError(f"unexpected message {m.get('t')!r} (wanted {t!r})")
         return m
 
+    def expect_fd(self, t):
+        """expect(t) for a message that may carry a file descriptor: (message, fd or None)."""
+        m, fd = self.recv_fd()
+        if m is None or m.get("t") != t:
+            if fd is not None:
+                os.close(fd)
+            if m is None:
+                raise ProtocolError(f"the container process exited before '{t}'")
+            if m.get("t") == "error":
+                raise ProtocolError(m.get("msg", "error"))
+            raise ProtocolError(f"unexpected message {m.get('t')!r} (wanted {t!r})")
+        return m, fd
+
     def send_fd(self, fd, t="fd", **fields):
         """Send a file descriptor (SCM_RIGHTS) with a message."""
         s = _socket.socket(fileno=os.dup(self.fd))
@@ -65,7 +83,10 @@ class Channel:
     def recv_fd(self):
         s = _socket.socket(fileno=os.dup(self.fd))
         try:
-            data, anc, _, _ = s.recvmsg(MAX, _socket.CMSG_SPACE(4))
+            try:
+                data, anc, _, _ = s.recvmsg(MAX, _socket.CMSG_SPACE(4))
+            except ConnectionResetError:  # see recv()
+                data, anc, _, _ = s.recvmsg(MAX, _socket.CMSG_SPACE(4))
         finally:
             s.close()
         fd = None

@@ -258,3 +258,30 @@ def spec_state(st, status):
     out["bundle"] = st.get("bundle", "")
     out["annotations"] = st.get("annotations") or {}
     return out
+
+
+# ---------------------------------------------------------------------------------------------- caches
+# ocirun keeps two content-addressed caches (seccomp BPF programs, configs already found valid). They live in
+# /var/cache/ocirun/<kind> for the host's root only: root of a user namespace can neither write nor trust them.
+
+def host_root():
+    """Root of the host, not of a user namespace."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        with open("/proc/self/uid_map", "rb") as f:
+            return f.read().split() == [b"0", b"0", b"4294967295"]
+    except OSError:
+        return True
+
+
+def sha256(data):
+    """sha256 digest without hashlib (which imports OpenSSL's bindings: ~2 ms)."""
+    try:
+        from _sha256 import sha256 as h
+    except ImportError:  # Python >= 3.12
+        try:
+            from _sha2 import sha256 as h
+        except ImportError:
+            from hashlib import sha256 as h
+    return h(data).digest()

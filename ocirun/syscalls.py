@@ -115,10 +115,66 @@ ctypes = None
 _OpenHow = _MountAttr = None
 
 
+class _Lib:
+    """libc's symbols as foreign functions returning int and keeping errno (what ctypes.CDLL(None,
+    use_errno=True) gives), looked up on first use."""
+
+    def __init__(self, ct):
+        import _ctypes
+
+        class FuncPtr(_ctypes.CFuncPtr):
+            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+            _restype_ = ct.c_int
+
+        self._FuncPtr = FuncPtr
+        self._handle = _ctypes.dlopen(None, 0)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        fn = self._FuncPtr((name, self))
+        setattr(self, name, fn)
+        return fn
+
+
+class CTypes:
+    """The few pieces of ctypes that ocirun's syscall layer (and the seccomp loader) use, built on _ctypes
+    directly. `import ctypes` costs ~2.3 ms here (its package defines some sixty types and helpers at import)
+    on top of the ~1 ms of loading _ctypes itself: on the start-up path that is a tenth of the budget."""
+
+    def __init__(self):
+        import _ctypes
+
+        def simple(name, code):
+            return type(name, (_ctypes._SimpleCData,), {"_type_": code, "__module__": __name__})
+
+        self.c_int, self.c_uint, self.c_uint32 = simple("c_int", "i"), simple("c_uint", "I"), simple("c_uint32", "I")
+        self.c_long, self.c_ulong = simple("c_long", "l"), simple("c_ulong", "L")
+        self.c_uint64, self.c_ushort = simple("c_uint64", "Q"), simple("c_ushort", "H")
+        self.c_void_p, self.c_char_p, self.c_char = simple("c_void_p", "P"), simple("c_char_p", "z"), simple("c_char", "c")
+        self.Structure = _ctypes.Structure
+        self.byref, self.sizeof, self.addressof = _ctypes.byref, _ctypes.sizeof, _ctypes.addressof
+        self.get_errno = _ctypes.get_errno
+
+    def create_string_buffer(self, init, size=None):
+        """As ctypes.create_string_buffer: a zeroed char array of `size` (or len(init)+1) holding init."""
+        if isinstance(init, bytes):
+            buf = (self.c_char * (len(init) + 1 if size is None else size))()
+            buf.value = init
+            return buf
+        return (self.c_char * init)()
+
+
+def ct():
+    """The CTypes above (made once)."""
+    _lib()
+    return ctypes
+
+
 def _lib():
     global _libc, ctypes, _OpenHow, _MountAttr
     if _libc is None:
-        import ctypes as _ct
+        _ct = CTypes()
 
         class OpenHow(_ct.Structure):
             _fields_ = [("flags", _ct.c_uint64), ("mode", _ct.c_uint64), ("resolve", _ct.c_uint64)]
@@ -128,7 +184,7 @@ def _lib():
                         ("propagation", _ct.c_uint64), ("userns_fd", _ct.c_uint64)]
 
         ctypes, _OpenHow, _MountAttr = _ct, OpenHow, MountAttr
-        lib = _ct.CDLL(None, use_errno=True)
+        lib = _Lib(_ct)
         lib.syscall.restype = _ct.c_long
         _libc = lib
     return _libc

@@ -8,23 +8,100 @@ carries one problem per line, `JSONPOINTER: message`, sorted by path, e.g.
     /linux/namespaces/2/type: "pidd" is not one of cgroup, ipc, mount, network, pid, time, user, uts
     /process: "cwd" is a required property
 """
+import os
+
 from .errors import ConfigError
 
-try:
-    from . import _validator as _fast
-except ImportError:  # not generated (e.g. a bare source tree): jsonschema does all the work
-    _fast = None
-
+_UNLOADED = object()
+_fast = _UNLOADED  # ocirun._validator, imported when first needed (1.3 ms: a cache hit never needs it)
 _VALIDATORS = {}
 _MAX_VALUE = 60
+CACHE_MAX = 512  # entries kept in the cache of valid configs before the older half is dropped
+
+
+def _fast_validator():
+    global _fast
+    if _fast is _UNLOADED:
+        try:
+            from . import _validator as v
+        except ImportError:  # not generated (e.g. a bare source tree): jsonschema does all the work
+            v = None
+        _fast = v
+    return _fast
+
+
+def validate_config_cached(doc, raw):
+    """validate_config(doc), remembered: `raw` (the bytes doc was parsed from) that passed once is not checked
+    again. The cache is a directory of empty files named by sha256(validator identity + raw):
+    $OCIRUN_VALIDATION_CACHE if set ("" or "off": no cache), else /var/cache/ocirun/configs for the host's
+    root. The validator's identity is its generated module's size and mtime, so a new schema starts afresh."""
+    path = _cache_entry(raw)
+    if path is not None:
+        try:
+            os.stat(path)
+            return
+        except OSError:
+            pass
+    validate_config(doc)
+    if path is not None:
+        _remember(path)
+
+
+def _cache_entry(raw):
+    d = os.environ.get("OCIRUN_VALIDATION_CACHE")
+    from . import state
+
+    if d is None:
+        d = "/var/cache/ocirun/configs" if state.host_root() else None
+    if not d or d == "off":
+        return None
+    try:
+        st = os.stat(os.path.join(os.path.dirname(os.path.abspath(__file__)), "_validator.py"))
+    except OSError:
+        return None
+    key = state.sha256(f"{st.st_size}:{st.st_mtime_ns}:".encode() + raw).hex()
+    return os.path.join(d, key)
+
+
+def _remember(path):
+    """Create the (empty) entry; every ~64th new entry trims the directory to CACHE_MAX. Best effort."""
+    d = os.path.dirname(path)
+    try:
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        st = os.lstat(d)
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            return  # not ours, or writable by others: neither trusted nor written
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600))
+        if path.endswith("00") or path[-2:] in ("40", "80", "c0"):
+            _trim(d)
+    except OSError:
+        pass
+
+
+def _trim(d):
+    entries = []
+    with os.scandir(d) as it:
+        for e in it:
+            try:
+                entries.append((e.stat(follow_symlinks=False).st_mtime_ns, e.path))
+            except OSError:
+                pass
+    if len(entries) > CACHE_MAX:
+        entries.sort()
+        for _, p in entries[:len(entries) - CACHE_MAX // 2]:
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
 
 
 def validate_config(doc):
     """Raise ConfigError (one line per problem) unless doc is a valid runtime-spec 1.3 config."""
     rejected = None
-    if _fast is not None:
+    fast = _fast_validator()
+    if fast is not None:
         try:
-            _fast.validate(doc)
+            fast.validate(doc)
             return
         except Exception as e:  # _Invalid, or anything odd: let jsonschema judge and explain
             rejected = e

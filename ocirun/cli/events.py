@@ -38,6 +38,9 @@ def run(g, fl, args):
     if fl.stats:
         emit("stats", c.stats())
         return 0
+    import gc
+
+    gc.enable()  # a long-running verb (main() turns the collector off for the short ones)
     last_oom = None
     while c.status() in ("running", "created", "paused"):
         st = c.stats()

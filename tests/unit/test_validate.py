@@ -210,3 +210,101 @@ def test_startup_budget(tmp_path):
     times = sorted(float(_run_light(code, env)) for _ in range(5))
     budget = float(os.environ.get("OCIRUN_VALIDATE_BUDGET_MS", "5"))
     assert times[0] < budget, f"import+validate took {times} ms (budget {budget} ms; target < 2 ms)"
+
+
+# ---- the cache of configs already found valid (validate_config_cached)
+
+def _raw(doc):
+    import json
+
+    return json.dumps(doc).encode()
+
+
+def test_cache_hit_skips_validation(tmp_path, monkeypatch):
+    monkeypatch.setenv("OCIRUN_VALIDATION_CACHE", str(tmp_path / "c"))
+    calls = []
+    real = V.validate_config
+    monkeypatch.setattr(V, "validate_config", lambda doc: calls.append(1) or real(doc))
+    doc = specgen.default_spec()
+    V.validate_config_cached(doc, _raw(doc))
+    assert calls == [1] and len(os.listdir(tmp_path / "c")) == 1
+    V.validate_config_cached(doc, _raw(doc))
+    assert calls == [1], "a config already found valid was validated again"
+    doc["hostname"] = "other"  # other bytes: validated (and remembered) anew
+    V.validate_config_cached(doc, _raw(doc))
+    assert calls == [1, 1] and len(os.listdir(tmp_path / "c")) == 2
+    mode = os.stat(tmp_path / "c").st_mode & 0o777
+    assert mode == 0o700
+
+
+def test_cache_never_remembers_an_invalid_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("OCIRUN_VALIDATION_CACHE", str(tmp_path / "c"))
+    d = specgen.default_spec()
+    d["linux"]["namespaces"][0]["type"] = "pidd"
+    for _ in range(2):
+        with pytest.raises(ConfigError) as ei:
+            V.validate_config_cached(d, _raw(d))
+        assert ei.value.problems[0].startswith("/linux/namespaces/0/type")
+    assert not (tmp_path / "c").exists() or os.listdir(tmp_path / "c") == []
+
+
+def test_cache_key_follows_the_validator(tmp_path, monkeypatch):
+    """A regenerated validator (other size/mtime of ocirun/_validator.py) must not trust old entries."""
+    monkeypatch.setenv("OCIRUN_VALIDATION_CACHE", str(tmp_path / "c"))
+    doc = specgen.default_spec()
+    raw = _raw(doc)
+    before = V._cache_entry(raw)
+    real_stat = os.stat
+    target = os.path.join(os.path.dirname(V.__file__), "_validator.py")
+
+    class St:
+        def __init__(self, st):
+            self.st_size, self.st_mtime_ns = st.st_size, st.st_mtime_ns + 1
+
+    monkeypatch.setattr(V.os, "stat", lambda p, *a, **k: St(real_stat(p)) if p == target else real_stat(p, *a, **k))
+    assert V._cache_entry(raw) != before
+
+
+@pytest.mark.parametrize("value", ["", "off"])
+def test_cache_off(tmp_path, monkeypatch, value):
+    monkeypatch.setenv("OCIRUN_VALIDATION_CACHE", value)
+    assert V._cache_entry(b"{}") is None
+    calls = []
+    monkeypatch.setattr(V, "validate_config", lambda doc: calls.append(1))
+    V.validate_config_cached({}, b"{}")
+    V.validate_config_cached({}, b"{}")
+    assert calls == [1, 1]
+
+
+def test_cache_in_a_directory_others_can_write_is_not_used_for_writing(tmp_path, monkeypatch):
+    d = tmp_path / "c"
+    d.mkdir(mode=0o700)
+    os.chmod(d, 0o777)
+    monkeypatch.setenv("OCIRUN_VALIDATION_CACHE", str(d))
+    doc = specgen.default_spec()
+    V.validate_config_cached(doc, _raw(doc))
+    assert os.listdir(d) == []
+
+
+def test_cache_is_trimmed(tmp_path, monkeypatch):
+    d = tmp_path / "c"
+    d.mkdir(mode=0o700)
+    monkeypatch.setattr(V, "CACHE_MAX", 8)
+    for i in range(20):
+        (d / f"{i:064x}").touch()
+        os.utime(d / f"{i:064x}", ns=(i * 10**9, i * 10**9))
+    V._trim(str(d))
+    left = sorted(os.listdir(d))
+    assert left == [f"{i:064x}" for i in range(16, 20)], left  # the newest CACHE_MAX/2 stay
+
+
+def test_config_load_uses_the_cache(tmp_path, monkeypatch):
+    from ocirun import config as C
+
+    monkeypatch.setenv("OCIRUN_VALIDATION_CACHE", str(tmp_path / "c"))
+    p = tmp_path / "config.json"
+    p.write_bytes(_raw(specgen.default_spec()))
+    C.load(str(p))
+    assert len(os.listdir(tmp_path / "c")) == 1
+    monkeypatch.setattr(V, "validate_config", lambda doc: pytest.fail("validated again"))
+    assert C.load(str(p)).process.args
