@@ -317,6 +317,10 @@ def _poststart(st, store, cid):
 
 def _send_start_and_wait(chan, cid):
     chan.send("start")
+    _wait_started(chan, cid)
+
+
+def _wait_started(chan, cid):
     while True:
         m = chan.recv()
         if m is None:
@@ -490,7 +494,7 @@ class _Creator:
             self.sfilter = seccomp.prepare(lin.seccomp, self)
         self.idmap_fds = self._idmap_userns()
         self.listen_fd = None
-        if fg:
+        if fg:  # before the fork: stage 1 exits once the init is forked, leaving it to its nearest subreaper
             S.set_child_subreaper()
         pchan, cchan = protocol.Channel.pair()
         self.chan = pchan
@@ -522,14 +526,15 @@ class _Creator:
         self.lock = self.store.new(self.c.id)  # an existing id fails here: _cleanup then leaves its dir alone
         self.own_dir = True
         # The record (stage 1 and the cgroup paths) exists before any cgroup is made: nothing leaks untracked.
-        self.store.write(self.c.id, self._record("creating"))
+        # (recover.json, the copy of pids and cgroups for a damaged state.json, is written once they are known.)
+        self.store.write(self.c.id, self._record("creating"), recovery=False)
         if not start:  # bound here (the state dir is root's, 0700); the init gets it with "placed"
             self.listen_fd = protocol.listen_unix(os.path.join(self.store.dir(self.c.id), St.START_SOCK))
         # The cgroups are made while stage 1 and the init build namespaces and mounts: the init waits for
         # "placed" before it needs its cgroup. If this fails, closing the channel makes the init exit.
         self.mgr.create()
         # the record learns which directories were made (delete --force removes those, and only those)
-        self.store.write(self.c.id, self._record("creating"))
+        self.store.write(self.c.id, self._record("creating"), recovery=False)
         busy = self.mgr.pids()
         if busy:
             # e.g. the cgroup of an orphaned container whose state was lost: never share it (as runc 1.2)
@@ -543,12 +548,12 @@ class _Creator:
         source, made here (host pids visible; initial user namespace, where MOUNT_ATTR_IDMAP is permitted)."""
         out = {}
         lin = self.cfg.linux or C.Linux()
-        from . import rootfs
-
         for i, m in enumerate(self.cfg.mounts):
             ext = {"idmap", "ridmap"} & set(m.options or ())
             if not (m.uid_mappings or m.gid_mappings or ext):
                 continue
+            from . import rootfs  # (only here: the parent does not need it otherwise)
+
             where = f"mounts[{i}] {m.destination}"
             if not rootfs.MountOpts(m.options).is_bind and m.type not in ("bind", None):
                 raise OciError(f"{where}: ID mappings are only supported on bind mounts")
@@ -654,9 +659,11 @@ class _Creator:
         if self.opts.pid_file:
             _write_pid_file(self.opts.pid_file, self.init_pid)
         if start:
-            _send_start_and_wait(chan, self.c.id)
+            chan.send("start")
+            # recorded while the init execs (if the exec fails, the error below removes the container)
             st = self._record("running")
             self.store.write(self.c.id, st, recovery=False)
+            _wait_started(chan, self.c.id)
             _poststart(st, self.store, self.c.id)
         chan.close()
 
