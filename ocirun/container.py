@@ -446,7 +446,9 @@ class _Creator:
         trace("parent: begin")
         from . import cgroups
 
-        self.primer = cgroups.prime_attach() if not self.opts.systemd_cgroup else None
+        if not self.opts.systemd_cgroup:
+            cgroups.prime_once()  # (done already when the CLI runs us)
+        self.primer = None
         self.load()
         trace("parent: config loaded")
         fg = start and not self.opts.detach
@@ -522,7 +524,8 @@ class _Creator:
         if self.sfilter is not None:
             self.sfilter.close()  # the init holds the listener connection; ours must not keep it open
         # the cgroup manager (its modules, /proc/self/cgroup, mountinfo) is built while stage 1 starts
-        self.mgr = cgroups.new_manager(self.c.id, lin.cgroups_path, systemd=self.opts.systemd_cgroup)
+        self.mgr = cgroups.new_manager(self.c.id, lin.cgroups_path, systemd=self.opts.systemd_cgroup,
+                                       own_text=cgroups.read_own())
         self.lock = self.store.new(self.c.id)  # an existing id fails here: _cleanup then leaves its dir alone
         self.own_dir = True
         # The record (stage 1 and the cgroup paths) exists before any cgroup is made: nothing leaks untracked.

@@ -29,17 +29,20 @@ DEFAULT_ROOT = "/sys/fs/cgroup"
 
 
 def new_manager(container_id, cgroups_path=None, systemd=False, root=DEFAULT_ROOT, mountinfo=None,
-                proc_cgroup=None):
+                proc_cgroup=None, own_text=None):
     """Build the manager for a container (nothing is created or written yet).
 
     `mountinfo` / `proc_cgroup` are paths overriding /proc/self/mountinfo and /proc/self/cgroup (for tests and for
-    a runtime that is told where to look)."""
+    a runtime that is told where to look); `own_text` is /proc/self/cgroup as already read (read_own())."""
     check_driver(systemd)
     from . import common
 
     root = common.clean_root(root)
     mounts = common.read_mountinfo(mountinfo or "/proc/self/mountinfo")
-    own = common.read_proc_cgroup(proc_cgroup or "/proc/self/cgroup")
+    if own_text is not None:
+        own = common.parse_proc_cgroup(own_text)
+    else:
+        own = common.read_proc_cgroup(proc_cgroup or "/proc/self/cgroup")
     inner = common.inner_path(container_id, cgroups_path)
     if common.is_unified(mounts, root):
         from . import v2
@@ -75,7 +78,34 @@ def available():
     return os.path.isdir(DEFAULT_ROOT)
 
 
-def prime_attach(root=DEFAULT_ROOT, proc_cgroup="/proc/self/cgroup"):
+_OWN = {}  # path -> text of /proc/self/cgroup, read once per process (see read_own)
+_PRIMED = []
+
+
+def read_own(path="/proc/self/cgroup"):
+    """The text of /proc/self/cgroup (read once), or None. Read before prime_attach(): reading it takes the
+    kernel's cgroup_mutex, which the primer holds for its whole RCU wait (as does every mkdir in cgroupfs)."""
+    if path not in _OWN:
+        try:
+            with open(path, "rb") as f:
+                _OWN[path] = f.read().decode("utf-8", "replace")
+        except OSError:
+            _OWN[path] = None
+    return _OWN[path]
+
+
+def prime_once(root=DEFAULT_ROOT):
+    """prime_attach() the first time it is called in this process; later calls do nothing.
+
+    The earlier the better: the RCU wait (~12 ms here) holds the kernel's cgroup_mutex, so cgroup directories
+    made while it lasts wait for it; begun first thing in `create`/`run`, it is over before the cgroups are
+    made, and the lock is still in its slow mode when the init is placed."""
+    if not _PRIMED:
+        _PRIMED.append(True)
+        prime_attach(root, own_text=read_own())
+
+
+def prime_attach(root=DEFAULT_ROOT, own_text=None):
     """Start the cgroup attach lock's RCU grace period early, off the critical path.
 
     Moving a process between cgroups takes the kernel's global cgroup_threadgroup_rwsem for writing; when the
@@ -85,7 +115,7 @@ def prime_attach(root=DEFAULT_ROOT, proc_cgroup="/proc/self/cgroup"):
     container's init is placed the lock is already in slow mode and placement is immediate. (Writing "0"
     would name the current thread and skip the global lock; a thread rather than a forked process costs
     ~0.1 ms instead of ~1 ms, and moves nothing anywhere.) Returns None: there is nothing to reap."""
-    target = _own_threads_file(root, proc_cgroup)
+    target = _own_threads_file(root, read_own() if own_text is None else own_text)
     if target is None:
         return None
     import _thread
@@ -104,13 +134,11 @@ def prime_attach(root=DEFAULT_ROOT, proc_cgroup="/proc/self/cgroup"):
     return None
 
 
-def _own_threads_file(root, proc_cgroup):
+def _own_threads_file(root, own_text):
     """The file through which a thread can be (re)attached to its own cgroup, or None."""
-    try:
-        with open(proc_cgroup, "rb") as f:
-            lines = f.read().decode("utf-8", "replace").splitlines()
-    except OSError:
+    if not own_text:
         return None
+    lines = own_text.splitlines()
     v1 = {}
     v2 = None
     for line in lines:
@@ -132,40 +160,3 @@ def _own_threads_file(root, proc_cgroup):
             if os.path.exists(p):
                 return p
     return None
-
-
-def preload_resources():
-    """Import what mgr.apply() needs (~1 ms), so a caller that is waiting anyway can do it ahead."""
-    from . import devices, resources  # noqa: F401
-
-
-def available():
-    """True when some cgroup hierarchy is mounted at the default root (cheap check)."""
-    return os.path.isdir(DEFAULT_ROOT)
-
-
-def prime_attach(root=DEFAULT_ROOT):
-    """Start the cgroup attach lock's RCU grace period early, off the critical path.
-
-    Moving a process between cgroups takes the kernel's global cgroup_threadgroup_rwsem for writing; when the
-    lock is in its fast (per-cpu) mode the first writer waits for an RCU grace period (1-30 ms here, and runc
-    pays it too). A tiny forked child that re-attaches itself to a root cgroup starts that wait right away, so
-    by the time the container's init is placed the lock is already in slow mode and placement is immediate.
-    Returns the child's pid (reap it later) or None."""
-    target = None
-    for name in ("pids", "freezer", "memory", "cpu", "devices", "unified", ""):
-        p = os.path.join(root, name, "cgroup.procs")
-        if os.path.exists(p):
-            target = p
-            break
-    if target is None:
-        return None
-    pid = os.fork()
-    if pid == 0:
-        try:
-            fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
-            os.write(fd, b"0")
-        except BaseException:
-            pass
-        os._exit(0)
-    return pid

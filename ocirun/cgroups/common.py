@@ -60,6 +60,10 @@ def read_proc_cgroup(path):
             data = f.read()
     except OSError as e:
         raise CgroupError(f"cannot read {path}: {os.strerror(e.errno).lower()}") from None
+    return parse_proc_cgroup(data)
+
+
+def parse_proc_cgroup(data):
     out = []
     for line in data.splitlines():
         hid, sep, rest = line.partition(":")

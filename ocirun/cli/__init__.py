@@ -178,6 +178,12 @@ def run_cli(argv=None):
         if cmd not in COMMANDS:
             log.error(f"No help topic for '{rest[0]}'")
             return 3
+        if cmd in ("create", "run") and not g.systemd_cgroup:
+            # first of all (even before importing the verb): the cgroup attach lock's RCU wait then runs
+            # alongside the imports and the config checks instead of holding up the cgroups (see cgroups)
+            from .. import cgroups
+
+            cgroups.prime_once()
         mod = _module(cmd)
         fl, args = parse_flags(rest[1:], mod.FLAGS, cmd)
         if fl.help:
