@@ -489,11 +489,7 @@ class _Creator:
         from . import cgroups
 
         cgroups.check_driver(self.opts.systemd_cgroup)
-        self.sfilter = None
-        if lin.seccomp is not None:
-            from . import seccomp
-
-            self.sfilter = seccomp.prepare(lin.seccomp, self)
+        self.sfilter = None  # linux.seccomp is compiled (or taken from the cache) by stage 1: _child_main
         self.idmap_fds = self._idmap_userns()
         self.listen_fd = None
         if fg:  # before the fork: stage 1 exits once the init is forked, leaving it to its nearest subreaper
@@ -521,8 +517,6 @@ class _Creator:
         cchan.close()
         for fd in self.idmap_fds.values():
             os.close(fd)
-        if self.sfilter is not None:
-            self.sfilter.close()  # the init holds the listener connection; ours must not keep it open
         # the cgroup manager (its modules, /proc/self/cgroup, mountinfo) is built while stage 1 starts
         self.mgr = cgroups.new_manager(self.c.id, lin.cgroups_path, systemd=self.opts.systemd_cgroup,
                                        own_text=cgroups.read_own())
@@ -790,6 +784,13 @@ def _child_main(cr, chan, join_fds, start):
         # read the interpreter's stdlib. (The parent never loads ctypes or these modules.)
         S._lib()
         _preload(cr.cfg)
+        lin = cr.cfg.linux
+        if lin is not None and lin.seccomp is not None:
+            # here rather than in the parent: the parent meanwhile makes the state and the cgroups (a profile
+            # the kernel or libseccomp refuses is reported like any stage error; the parent then cleans up)
+            from . import seccomp
+
+            cr.sfilter = seccomp.prepare(lin.seccomp, cr)
         init_pid = _stage1(cr, chan, join_fds)
         if init_pid:
             chan.send("pid", pid=init_pid)
@@ -931,7 +932,7 @@ def _init(cr, chan, start):
 
         trace("init: createContainer hooks")
         hooks.run_hooks("createContainer", h.create_container, _hook_state(cr._record("creating"), "creating"))
-    sfilter = cr.sfilter  # compiled by the parent (see _Creator._create), loaded last
+    sfilter = cr.sfilter  # compiled by stage 1 (see _child_main), loaded last
     listen_fd = cr.listen_fd  # bound by the parent: the state dir is root's (0700), the init may not be
     trace("init: hooks done")
     rootfs.pivot(sys, cr.rootfs, cr.opts.no_pivot)

@@ -230,13 +230,25 @@ def _libseccomp():
 
 
 def libseccomp_version():
-    import ctypes
+    """libseccomp's seccomp_version(), through the syscall layer's slice of ctypes: on the create path (the
+    BPF cache key) `import ctypes` would cost more than everything else the cache saves."""
+    from . import syscalls as S
 
-    class V(ctypes.Structure):
-        _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
+    ct = S.ct()
 
-    fn = _libseccomp().seccomp_version
-    fn.restype = ctypes.POINTER(V)
+    class V(ct.Structure):
+        _fields_ = [("major", ct.c_uint), ("minor", ct.c_uint), ("micro", ct.c_uint)]
+
+    for name in ("libseccomp.so.2", "libseccomp.so"):
+        try:
+            lib = S.load_library(name)
+            break
+        except OSError:
+            continue
+    else:
+        raise OciError("linux.seccomp: libseccomp (libseccomp.so.2) is not installed on this host")
+    fn = lib.seccomp_version
+    fn.restype = ct.POINTER(V)
     v = fn().contents
     return f"{v.major}.{v.minor}.{v.micro}"
 

@@ -119,7 +119,7 @@ class _Lib:
     """libc's symbols as foreign functions returning int and keeping errno (what ctypes.CDLL(None,
     use_errno=True) gives), looked up on first use."""
 
-    def __init__(self, ct):
+    def __init__(self, ct, name=None):
         import _ctypes
 
         class FuncPtr(_ctypes.CFuncPtr):
@@ -127,7 +127,7 @@ class _Lib:
             _restype_ = ct.c_int
 
         self._FuncPtr = FuncPtr
-        self._handle = _ctypes.dlopen(None, 0)
+        self._handle = _ctypes.dlopen(name, 0)  # OSError if there is no such library
 
     def __getattr__(self, name):
         if name.startswith("__"):
@@ -152,7 +152,7 @@ class CTypes:
         self.c_long, self.c_ulong = simple("c_long", "l"), simple("c_ulong", "L")
         self.c_uint64, self.c_ushort = simple("c_uint64", "Q"), simple("c_ushort", "H")
         self.c_void_p, self.c_char_p, self.c_char = simple("c_void_p", "P"), simple("c_char_p", "z"), simple("c_char", "c")
-        self.Structure = _ctypes.Structure
+        self.Structure, self.POINTER = _ctypes.Structure, _ctypes.POINTER
         self.byref, self.sizeof, self.addressof = _ctypes.byref, _ctypes.sizeof, _ctypes.addressof
         self.get_errno = _ctypes.get_errno
 
@@ -169,6 +169,11 @@ def ct():
     """The CTypes above (made once)."""
     _lib()
     return ctypes
+
+
+def load_library(name):
+    """A shared library (by soname, found as the dynamic linker would) as a _Lib; OSError if missing."""
+    return _Lib(ct(), name)
 
 
 def _lib():
