@@ -142,6 +142,11 @@ class Root:
     def mkdir_all(self, path, mode=0o755):
         """mkdir -p inside the root; returns an O_PATH fd of the directory."""
         rel = clean(path)
+        if rel:
+            try:  # it exists, usually: one openat2 (RESOLVE_IN_ROOT) instead of one per component
+                return self.resolve(rel, os.O_PATH | os.O_DIRECTORY)
+            except OSError:
+                pass  # missing, or not a directory: the walk below makes it, or says precisely what is wrong
         fd = os.dup(self.fd)
         done = []
         for comp in rel.split("/") if rel else ():
