@@ -114,8 +114,8 @@ tests() {
     fi
     say "pytest"
     # with arguments, they choose what runs (e.g. tests/unit, or -k ...); without, the whole tests/ tree
-    if [ $# -eq 0 ]; then set -- tests; fi
-    "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@" || rc=$?
+    if [ $# -eq 0 ]; then set -- -q tests; fi
+    "$VENV/bin/python" -m pytest -p no:cacheprovider "$@" || rc=$?
     return $rc
 }
 
