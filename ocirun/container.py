@@ -625,9 +625,11 @@ class _Creator:
                 self.store.write(self.c.id, self._record("creating"))
                 if self.mgr is not None:
                     cgroups.preload_resources()  # while the init builds its rootfs
-            elif t in ("hooks", "ready") and not applied:
+            elif t in ("rootfs", "hooks", "ready") and not applied:
                 # Limits and device rules once the rootfs (and its device nodes) is built, before any hook
                 # runs: runc's order (it sets them when its init reports "hooks", or "ready" without hooks).
+                # Without hooks the init reports "rootfs" and goes on (pivot_root, masked paths, user) while
+                # we set them.
                 applied = True
                 if self.mgr is not None:
                     self.mgr.apply((self.cfg.linux or C.Linux()).resources)
@@ -635,7 +637,10 @@ class _Creator:
                 if t == "ready":
                     trace("parent: ready")
                     break
-                self._run_create_hooks(chan)
+                if t == "hooks":
+                    self._run_create_hooks(chan)
+                else:  # "rootfs": the init waits for this before opening devices or setting its process up
+                    _send_or_read_error(chan, "applied")
             elif t == "hooks":
                 self._run_create_hooks(chan)
             elif t == "ready":
@@ -921,7 +926,13 @@ def _init(cr, chan, start):
     trace("init: mounts done")
     ensure_placed()
     h = cfg.hooks
-    if h.prestart or h.create_runtime:
+    applied_pending = not (h.prestart or h.create_runtime or h.create_container)
+    if applied_pending:
+        # devices made: the parent sets limits and device rules while we pivot and mask paths; we wait for
+        # "applied" before opening any device (a v1 device rule update denies all for a moment) and before
+        # the process settings that limits govern (e.g. realtime scheduling needs cpu.rt_runtime_us)
+        chan.send("rootfs")
+    else:  # hooks run once the limits are set (and the parent runs prestart/createRuntime hooks now)
         trace("init: runtime hooks")
         chan.send("hooks")
         m = chan.recv()
@@ -946,6 +957,8 @@ def _init(cr, chan, start):
     if lin.readonly_paths:
         rootfs.readonly_paths(croot, lin.readonly_paths)
     croot.close()
+    if applied_pending:
+        chan.expect("applied")
     if proc.terminal:
         from . import terminal
 
@@ -966,6 +979,39 @@ def _init(cr, chan, start):
     process.check_interpreters(path, sys)
     if proc.user.username:
         process.check_username(proc.user, "/etc/passwd")
+    def finish():
+        """The process's own settings, up to the user switch. As runc, done before reporting ready (so that
+        start only has to exec); after start instead when startContainer hooks must run first, or when a
+        seccomp filter must be loaded while we still have CAP_SYS_ADMIN (no noNewPrivileges)."""
+        if not cr.opts.no_new_keyring:
+            if proc.selinux_label:
+                from . import lsm
+
+                lsm.set_keyring_label(proc.selinux_label)
+            try:
+                sys.keyring_add_user_search(sys.join_session_keyring(cr.c.id))
+            except OSError as e:
+                if e.errno not in (38, 1, 13, 122):  # ENOSYS, EPERM, EACCES, EDQUOT: as runc, not fatal
+                    raise OciError(f"cannot join a new session keyring: {os.strerror(e.errno)}") from None
+        if lin.personality:
+            _personality(sys, lin.personality)
+        if proc.apparmor_profile or proc.selinux_label:
+            from . import lsm
+
+            lsm.apply_exec_labels(proc)
+        process.apply_scheduling(proc, lin, sys)
+        if proc.no_new_privileges:
+            sys.prctl(S.PR_SET_NO_NEW_PRIVS, 1)
+        elif sfilter is not None:
+            # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it before dropping capabilities.
+            sfilter.load()
+        process.switch_user(proc.user, cr.caps, sys, setgroups_allowed=_setgroups_allowed(cr.plan))
+        os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
+        process.chdir_inside(proc.cwd)
+
+    early = not h.start_container and (proc.no_new_privileges or sfilter is None)
+    if early:
+        finish()
     # ---- created: wait for start
     trace("init: ready")
     chan.send("ready")
@@ -983,33 +1029,11 @@ def _init(cr, chan, start):
         from . import hooks
 
         hooks.run_hooks("startContainer", h.start_container, _hook_state(cr._record("created"), "created"))
-    if not cr.opts.no_new_keyring:
-        if proc.selinux_label:
-            from . import lsm
-
-            lsm.set_keyring_label(proc.selinux_label)
-        try:
-            sys.keyring_add_user_search(sys.join_session_keyring(cr.c.id))
-        except OSError as e:
-            if e.errno not in (38, 1, 13, 122):  # ENOSYS, EPERM, EACCES, EDQUOT: as runc, not fatal
-                raise OciError(f"cannot join a new session keyring: {os.strerror(e.errno)}") from None
-    if lin.personality:
-        _personality(sys, lin.personality)
-    if proc.apparmor_profile or proc.selinux_label:
-        from . import lsm
-
-        lsm.apply_exec_labels(proc)
-    process.apply_scheduling(proc, lin, sys)
+    if not early:
+        finish()
+        if not proc.no_new_privileges:
+            sfilter = None  # loaded by finish()
     process.set_cpu_affinity(proc, "final")
-    if proc.no_new_privileges:
-        sys.prctl(S.PR_SET_NO_NEW_PRIVS, 1)
-    elif sfilter is not None:
-        # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it before dropping capabilities.
-        sfilter.load()
-        sfilter = None
-    process.switch_user(proc.user, cr.caps, sys, setgroups_allowed=_setgroups_allowed(cr.plan))
-    os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
-    process.chdir_inside(proc.cwd)
     process.reset_signals()
     trace("init: exec")
     process.exec_process(path, proc.args, env, cr.opts.preserve_fds, sys,

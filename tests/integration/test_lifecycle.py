@@ -386,3 +386,40 @@ def test_foreground_run_runs_poststop(oci, bundle, cid, tmp_path):
     assert res.returncode == 0, str(res)
     st = json.loads(marker.read_text())
     assert st["id"] == c and st["status"] == "stopped"
+
+
+def _status_fields(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+@pytest.mark.parametrize("start_hook", [False, True], ids=["no-hooks", "startContainer-hook"])
+def test_created_init_is_already_the_containers_user(oci, bundle, cid, wait_for, start_hook):
+    """As runc: a created container's init has already switched to process.user and dropped capabilities
+    (start then only execs). With startContainer hooks, which run after start in the container, the switch
+    waits until they have run. Either way the started process is the container's user, in its bounding set."""
+    def edit(cfg):
+        cfg["process"]["user"] = {"uid": 1234, "gid": 1234}
+        cfg["process"]["noNewPrivileges"] = True
+        cfg["process"]["capabilities"] = {k: ["CAP_KILL"] for k in ("bounding", "effective", "permitted")}
+        if start_hook:
+            cfg["hooks"] = {"startContainer": [{"path": "/bin/true", "args": ["true"]}]}
+    c = cid()
+    _create(oci, bundle(["sleep", "60"], edit=edit), c)
+    try:
+        pid = oci.state(c)["pid"]
+        st = _status_fields(pid)
+        if start_hook:
+            assert st["Uid"].split()[0] == "0", st["Uid"]
+        else:
+            assert st["Uid"].split() == ["1234"] * 4 and st["Gid"].split() == ["1234"] * 4, (st["Uid"], st["Gid"])
+            assert int(st["CapEff"], 16) == 1 << 5 and st["NoNewPrivs"] == "1", (st["CapEff"], st["NoNewPrivs"])
+            assert int(st["CapBnd"], 16) == 1 << 5, st["CapBnd"]
+        res = oci("start", c)
+        assert res.returncode == 0, str(res)
+        wait_for(lambda: _status_fields(pid).get("Name") == "sleep")
+        st = _status_fields(pid)
+        # (execve as a non-root user without ambient caps leaves none effective: the bounding set shows ours)
+        assert st["Uid"].split() == ["1234"] * 4 and int(st["CapBnd"], 16) == 1 << 5, (st["Uid"], st["CapBnd"])
+    finally:
+        oci("delete", "--force", c)
