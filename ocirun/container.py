@@ -347,6 +347,7 @@ class _Creator:
         self.idmap_fds = {}
         self.sfilter = None
         self.listen_fd = None
+        self.own_dir = False  # the state dir is ours to remove (not an existing container's)
 
     def load(self):
         cid = self.c.id
@@ -448,7 +449,6 @@ class _Creator:
 
         if not self.opts.systemd_cgroup:
             cgroups.prime_once()  # (done already when the CLI runs us)
-        self.primer = None
         self.load()
         trace("parent: config loaded")
         fg = start and not self.opts.detach
@@ -625,15 +625,16 @@ class _Creator:
                 self.store.write(self.c.id, self._record("creating"))
                 if self.mgr is not None:
                     cgroups.preload_resources()  # while the init builds its rootfs
-            elif t in ("rootfs", "hooks", "ready") and not applied:
-                # Limits and device rules once the rootfs (and its device nodes) is built, before any hook
-                # runs: runc's order (it sets them when its init reports "hooks", or "ready" without hooks).
-                # Without hooks the init reports "rootfs" and goes on (pivot_root, masked paths, user) while
-                # we set them.
-                applied = True
-                if self.mgr is not None:
-                    self.mgr.apply((self.cfg.linux or C.Linux()).resources)
-                trace("parent: cgroup ready")
+            elif t in ("rootfs", "hooks", "ready"):
+                if not applied:
+                    # Limits and device rules once the rootfs (and its device nodes) is built, before any hook
+                    # runs: runc's order (it sets them when its init reports "hooks", or "ready" without
+                    # hooks). Without hooks the init reports "rootfs" and goes on (pivot_root, masked paths)
+                    # while we set them.
+                    applied = True
+                    if self.mgr is not None:
+                        self.mgr.apply((self.cfg.linux or C.Linux()).resources)
+                    trace("parent: cgroup ready")
                 if t == "ready":
                     trace("parent: ready")
                     break
@@ -641,20 +642,12 @@ class _Creator:
                     self._run_create_hooks(chan)
                 else:  # "rootfs": the init waits for this before opening devices or setting its process up
                     _send_or_read_error(chan, "applied")
-            elif t == "hooks":
-                self._run_create_hooks(chan)
-            elif t == "ready":
-                trace("parent: ready")
-                break
             elif t == "error":
                 raise OciError(m.get("msg", "container init failed"))
             else:
                 raise OciError(f"internal error: unexpected message {t!r} from the container init")
         if self.stage1 != self.init_pid:
             _reap(self.stage1)
-        if self.primer:
-            _reap(self.primer)
-            self.primer = None
         self.stage1 = None
         if not start:  # (run goes on to "running" at once: one state write less)
             self.store.write(self.c.id, self._record("created"), recovery=False)
@@ -695,8 +688,6 @@ class _Creator:
         chan = getattr(self, "chan", None)
         if chan is not None:
             chan.close()  # an init still waiting for "placed" sees EOF and exits
-        if getattr(self, "primer", None):
-            _reap(self.primer)
         if self.init_pid:
             _kill_wait(self.init_pid, self.init_start)
         if self.stage1:
@@ -712,10 +703,10 @@ class _Creator:
                 self.mgr.destroy()
             except Exception as e:
                 _warn(f"cleanup: cgroup: {e}")
-        if getattr(self, "listen_fd", None) is not None:
+        if self.listen_fd is not None:
             os.close(self.listen_fd)
             self.listen_fd = None
-        if getattr(self, "own_dir", False):
+        if self.own_dir:
             self.store.remove(self.c.id)
         if getattr(self, "cfg", None) is not None and self.cfg.hooks.poststop and self.init_pid:
             from . import hooks  # create failed after the container existed: lifecycle steps 12-13
@@ -980,9 +971,11 @@ def _init(cr, chan, start):
     if proc.user.username:
         process.check_username(proc.user, "/etc/passwd")
     def finish():
-        """The process's own settings, up to the user switch. As runc, done before reporting ready (so that
-        start only has to exec); after start instead when startContainer hooks must run first, or when a
-        seccomp filter must be loaded while we still have CAP_SYS_ADMIN (no noNewPrivileges)."""
+        """The process's own settings, up to the user switch; returns the seccomp filter still to load (at
+        exec). As runc, done before reporting ready (so that start only has to exec); after start instead
+        when startContainer hooks must run first, or when a seccomp filter must be loaded while we still
+        have CAP_SYS_ADMIN (no noNewPrivileges)."""
+        pending = sfilter
         if not cr.opts.no_new_keyring:
             if proc.selinux_label:
                 from . import lsm
@@ -1005,13 +998,15 @@ def _init(cr, chan, start):
         elif sfilter is not None:
             # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it before dropping capabilities.
             sfilter.load()
+            pending = None
         process.switch_user(proc.user, cr.caps, sys, setgroups_allowed=_setgroups_allowed(cr.plan))
         os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
         process.chdir_inside(proc.cwd)
+        return pending
 
     early = not h.start_container and (proc.no_new_privileges or sfilter is None)
     if early:
-        finish()
+        sfilter = finish()
     # ---- created: wait for start
     trace("init: ready")
     chan.send("ready")
@@ -1030,9 +1025,7 @@ def _init(cr, chan, start):
 
         hooks.run_hooks("startContainer", h.start_container, _hook_state(cr._record("created"), "created"))
     if not early:
-        finish()
-        if not proc.no_new_privileges:
-            sfilter = None  # loaded by finish()
+        sfilter = finish()
     process.set_cpu_affinity(proc, "final")
     process.reset_signals()
     trace("init: exec")
@@ -1061,10 +1054,6 @@ def _preload(cfg):
     if cfg.process.terminal:
         import termios  # noqa: F401
         from . import terminal  # noqa: F401
-    if cfg.hooks.start_container:
-        import select  # noqa: F401
-        import time  # noqa: F401
-        from . import hooks  # noqa: F401
 
 
 def _setgroups_allowed(plan):

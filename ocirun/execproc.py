@@ -111,7 +111,7 @@ def exec_in(container, proc, opts):
     if proc.terminal and not opts.console_socket and opts.detach:
         raise OciError("cannot allocate tty if ocirun will detach without setting console socket")
     pid = st["pid"]
-    primer = cgroups.prime_attach()
+    cgroups.prime_once()
     mgr = cgroups.manager_from_dict(st["cgroup"]) if st.get("cgroup") else None
     # Open every namespace of the init, then check the init is still the same process (pid reuse).
     fds = []
@@ -167,8 +167,6 @@ def exec_in(container, proc, opts):
                 raise OciError(f"exec failed: {m.get('msg')}")
     finally:
         pchan.close()
-        if primer:
-            _reap(primer)
     if target is None:
         _reap(child)
         raise OciError("exec failed: the process exited before it started")

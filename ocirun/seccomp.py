@@ -209,18 +209,20 @@ def translate(cfg):
 
 
 # ---------------------------------------------------------------------------------------------- libseccomp
-_lib = None            # ctypes handle on libseccomp.so.2 (version, native arch), loaded by _libseccomp()
+_lib = None            # handle on libseccomp.so.2 (version, native arch, compiling), loaded by _libseccomp()
 
 
 def _libseccomp():
-    """ctypes.CDLL of libseccomp.so.2 (no search: dlopen finds it as the dynamic linker would)."""
+    """libseccomp.so.2 through the syscall layer (syscalls.load_library: int-returning, errno-keeping functions,
+    as ctypes.CDLL(use_errno=True) gives, without importing the ctypes package on the create path). No
+    search: dlopen finds it as the dynamic linker would."""
     global _lib
     if _lib is None:
-        import ctypes
+        from . import syscalls as S
 
         for name in ("libseccomp.so.2", "libseccomp.so"):
             try:
-                _lib = ctypes.CDLL(name, use_errno=True)
+                _lib = S.load_library(name)
                 break
             except OSError:
                 continue
@@ -230,8 +232,7 @@ def _libseccomp():
 
 
 def libseccomp_version():
-    """libseccomp's seccomp_version(), through the syscall layer's slice of ctypes: on the create path (the
-    BPF cache key) `import ctypes` would cost more than everything else the cache saves."""
+    """libseccomp's seccomp_version() (part of the BPF cache key, so on the create path: no ctypes package)."""
     from . import syscalls as S
 
     ct = S.ct()
@@ -239,15 +240,7 @@ def libseccomp_version():
     class V(ct.Structure):
         _fields_ = [("major", ct.c_uint), ("minor", ct.c_uint), ("micro", ct.c_uint)]
 
-    for name in ("libseccomp.so.2", "libseccomp.so"):
-        try:
-            lib = S.load_library(name)
-            break
-        except OSError:
-            continue
-    else:
-        raise OciError("linux.seccomp: libseccomp (libseccomp.so.2) is not installed on this host")
-    fn = lib.seccomp_version
+    fn = _libseccomp().seccomp_version
     fn.restype = ct.POINTER(V)
     v = fn().contents
     return f"{v.major}.{v.minor}.{v.micro}"

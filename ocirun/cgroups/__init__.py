@@ -40,7 +40,7 @@ def new_manager(container_id, cgroups_path=None, systemd=False, root=DEFAULT_ROO
     root = common.clean_root(root)
     mounts = common.read_mountinfo(mountinfo or "/proc/self/mountinfo")
     if own_text is not None:
-        own = common.parse_proc_cgroup(own_text)
+        own = parse_proc_cgroup(own_text)
     else:
         own = common.read_proc_cgroup(proc_cgroup or "/proc/self/cgroup")
     inner = common.inner_path(container_id, cgroups_path)
@@ -114,10 +114,10 @@ def prime_attach(root=DEFAULT_ROOT, own_text=None):
     (the `tasks` file of a v1 hierarchy, `cgroup.threads` on v2) takes that lock right away, so by the time the
     container's init is placed the lock is already in slow mode and placement is immediate. (Writing "0"
     would name the current thread and skip the global lock; a thread rather than a forked process costs
-    ~0.1 ms instead of ~1 ms, and moves nothing anywhere.) Returns None: there is nothing to reap."""
+    ~0.1 ms instead of ~1 ms, and moves nothing anywhere.)"""
     target = _own_threads_file(root, read_own() if own_text is None else own_text)
     if target is None:
-        return None
+        return
     import _thread
 
     def prime():
@@ -131,24 +131,31 @@ def prime_attach(root=DEFAULT_ROOT, own_text=None):
             pass
 
     _thread.start_new_thread(prime, ())
-    return None
+
+
+def parse_proc_cgroup(data):
+    """/proc/<pid>/cgroup text as a list of (hierarchy id, [controllers], path)."""
+    out = []
+    for line in data.splitlines():
+        hid, sep, rest = line.partition(":")
+        ctrls, sep2, cpath = rest.partition(":")
+        if not sep or not sep2:
+            continue
+        out.append((hid, ctrls.split(",") if ctrls else [], cpath))
+    return out
 
 
 def _own_threads_file(root, own_text):
     """The file through which a thread can be (re)attached to its own cgroup, or None."""
     if not own_text:
         return None
-    lines = own_text.splitlines()
     v1 = {}
     v2 = None
-    for line in lines:
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        if parts[0] == "0" and parts[1] == "":
-            v2 = parts[2]
-        for c in parts[1].split(","):
-            v1[c] = parts[2]
+    for hid, ctrls, path in parse_proc_cgroup(own_text):
+        if hid == "0" and not ctrls:
+            v2 = path
+        for c in ctrls:
+            v1[c] = path
     for c in ("pids", "freezer", "memory", "devices"):
         if c in v1:
             p = os.path.join(root, c, v1[c].lstrip("/"), "tasks")

@@ -8,7 +8,7 @@ import os
 
 SIGKILL = 9  # not signal.SIGKILL: importing signal pulls in enum (~9 ms on the hot path)
 
-from . import CgroupError
+from . import CgroupError, parse_proc_cgroup  # (the parser lives with the primer, which needs it first)
 
 RES = "linux.resources"
 
@@ -61,17 +61,6 @@ def read_proc_cgroup(path):
     except OSError as e:
         raise CgroupError(f"cannot read {path}: {os.strerror(e.errno).lower()}") from None
     return parse_proc_cgroup(data)
-
-
-def parse_proc_cgroup(data):
-    out = []
-    for line in data.splitlines():
-        hid, sep, rest = line.partition(":")
-        ctrls, sep2, cpath = rest.partition(":")
-        if not sep or not sep2:
-            continue
-        out.append((hid, ctrls.split(",") if ctrls else [], cpath))
-    return out
 
 
 def clean_root(root):
