@@ -5,7 +5,11 @@ import ctypes
 import os
 import socket
 import subprocess
+import sys
 import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hostmounts  # noqa: E402
 
 SEP = "@@@@SECTION@@@@"  # the scripts print it between sections of their output
 
@@ -18,7 +22,7 @@ class Mnt:
     def __init__(self, line):
         left, _, right = line.partition(" - ")
         a, b = left.split(), right.split()
-        self.id, self.parent, self.dev, self.root, self.mp = a[0], a[1], a[2], _unescape(a[3]), _unescape(a[4])
+        self.id, self.parent, self.dev, self.root, self.mp = a[0], a[1], a[2], hostmounts.unescape(a[3]), hostmounts.unescape(a[4])
         self.opts = set(a[5].split(","))
         self.fields = a[6:]
         self.fstype = b[0]
@@ -36,18 +40,6 @@ class Mnt:
     def __repr__(self):
         return f"<{self.mp} {self.fstype} {','.join(sorted(self.opts))} {' '.join(self.fields)} " \
                f"[{','.join(sorted(self.sopts))}] root={self.root}>"
-
-
-def _unescape(field):
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit() and len(field[i + 1:i + 4]) == 3:
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
 
 
 def parse(text):

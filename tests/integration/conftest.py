@@ -64,6 +64,9 @@ import uuid
 
 import pytest
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hostmounts  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 CGROUP_ROOT = "/sys/fs/cgroup"
 DEFAULT_TIMEOUT = 30
@@ -339,25 +342,13 @@ def safe_rmtree(d):
 
 
 # ----------------------------------------------------------------------------------------------- leak checker
-def _unescape(field):
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and len(field[i + 1:i + 4]) == 3 and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
 def mount_points():
     """{mount_id: mount_point} of this (the host's) mount namespace."""
     out = {}
     with open("/proc/self/mountinfo") as f:
         for line in f:
             a = line.split()
-            out[a[0]] = _unescape(a[4])
+            out[a[0]] = hostmounts.unescape(a[4])
     return out
 
 

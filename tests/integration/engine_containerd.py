@@ -45,6 +45,9 @@ import tempfile
 import time
 import uuid
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hostmounts  # noqa: E402
+
 IMAGE = "docker.io/library/ocirun-busybox:test"
 CGROUP_ROOT = "/sys/fs/cgroup"
 DEFAULT_TIMEOUT = 30
@@ -86,27 +89,8 @@ def missing_requirements(runtime, tools=("containerd", "ctr", "containerd-shim-r
 
 
 # ------------------------------------------------------------------------------------------- host helpers
-def _unescape(field):
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit() and len(field[i + 1:i + 4]) == 3:
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
-def read_mounts():
-    """[(mount_id, mount_point, fstype, source)] of this mount namespace."""
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.rstrip("\n").partition(" - ")
-            a, b = left.split(), right.split()
-            out.append((a[0], _unescape(a[4]), b[0] if b else "", _unescape(b[1]) if len(b) > 1 else ""))
-    return out
+read_mounts = hostmounts.read_mounts  # [(mount_id, mount_point, fstype, source)] of this mount namespace
+has_overlay = hostmounts.has_overlay
 
 
 def mounts_under(path):

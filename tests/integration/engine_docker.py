@@ -80,21 +80,13 @@ def missing_requirements(runtime):
     return why
 
 
-def _has_overlay():
-    try:
-        with open("/proc/filesystems") as f:
-            return any(line.split()[-1] == "overlay" for line in f if line.strip())
-    except OSError:
-        return False
-
-
 class DockerEnv:
     def __init__(self, runtime, base=None, timeout=DEFAULT_TIMEOUT, storage_driver=None, wrap=None):
         self.runtime = os.path.abspath(runtime)
         self.base = base
         self.timeout = timeout
         self.storage_driver = storage_driver or os.environ.get("OCIRUN_TEST_STORAGE_DRIVER") or (
-            "overlay2" if _has_overlay() else "vfs")
+            "overlay2" if ce.has_overlay() else "vfs")
         if self.storage_driver == "overlay":
             self.storage_driver = "overlay2"
         self.wrap = ce.wrap_enabled() if wrap is None else wrap

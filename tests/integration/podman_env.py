@@ -41,6 +41,9 @@ import tempfile
 import time
 import uuid
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hostmounts  # noqa: E402
+
 IMAGE = "localhost/ocirun-busybox:test"
 ULIMITS = ("--ulimit", "nofile=1024:20000", "--ulimit", "nproc=1024:1024")
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -79,19 +82,7 @@ def missing_requirements(runtime):
 
 # ---------------------------------------------------------------- host snapshots (leak checks)
 
-def _unescape(field):
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def read_mounts():
-    """[(mount_id, mount_point, fstype, source)] from /proc/self/mountinfo."""
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.rstrip("\n").partition(" - ")
-            a, b = left.split(), right.split()
-            out.append((a[0], _unescape(a[4]), b[0] if b else "", _unescape(b[1]) if len(b) > 1 else ""))
-    return out
+read_mounts = hostmounts.read_mounts  # [(mount_id, mount_point, fstype, source)] from /proc/self/mountinfo
 
 
 class HostSnapshot:
@@ -112,7 +103,7 @@ class PodmanEnv:
         self.base = base
         self.timeout = timeout
         self.storage_driver = storage_driver or os.environ.get("OCIRUN_TEST_STORAGE_DRIVER") or (
-            "overlay" if _has_overlay() else "vfs")
+            "overlay" if hostmounts.has_overlay() else "vfs")
         if runtime_json is None:
             runtime_json = os.environ.get("OCIRUN_TEST_RUNTIME_JSON", "1") != "0"
         self.runtime_json = runtime_json
@@ -419,14 +410,6 @@ runroot = "{self.p('runroot')}"
 def _write(path, text):
     with open(path, "w") as f:
         f.write(text)
-
-
-def _has_overlay():
-    try:
-        with open("/proc/filesystems") as f:
-            return any(line.split()[-1] == "overlay" for line in f if line.strip())
-    except OSError:
-        return False
 
 
 def main(argv=None):
