@@ -64,6 +64,7 @@ import uuid
 
 import pytest
 
+# the integration tests import their helpers (hostmounts, _rootfs_helpers, the engine harnesses) by name
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hostmounts  # noqa: E402
 

@@ -27,7 +27,6 @@ No pytest dependency: `python engine_docker.py --runtime PATH -- run --rm IMAGE 
 command in a fresh environment (IMAGE is the imported image; `run` gets the runtime and host flags) and tears
 it down.
 """
-import importlib.util
 import json
 import os
 import shlex
@@ -41,18 +40,8 @@ import uuid
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _load_containerd_helpers():
-    name = "ocirun_test_engine_containerd"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, os.path.join(_HERE, "engine_containerd.py"))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ce = _load_containerd_helpers()
+sys.path.insert(0, _HERE)
+import engine_containerd as ce  # noqa: E402
 default_runtime = ce.default_runtime
 
 IMAGE = "ocirun-busybox:test"

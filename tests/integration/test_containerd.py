@@ -9,28 +9,14 @@ Needs root and Debian's containerd (containerd, ctr, containerd-shim-runc-v2). T
 stops containerd, kills what is left of ours (shims, containers), removes the namespace's runtime root
 (/run/containerd/runc/NS), cgroups and dirs, and fails if anything attributable to it is left.
 """
-import importlib.util
 import json
 import os
-import sys
 import time
 
 import pytest
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
+import engine_containerd as ce  # (tests/integration is on sys.path: see conftest)
 
-
-def _load(name, filename):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, os.path.join(_HERE, filename))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ce = _load("ocirun_test_engine_containerd", "engine_containerd.py")
 RUNTIME = ce.default_runtime()
 _MISSING = ce.missing_requirements(RUNTIME)
 

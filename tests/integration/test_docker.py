@@ -12,30 +12,16 @@ Needs root, Debian's docker.io (dockerd, docker, containerd, ctr, containerd-shi
 session fixture's teardown stops dockerd and its containerd, kills shims and containers left, unmounts and
 removes its dirs and cgroups, and fails if anything attributable to it is left on the host.
 """
-import importlib.util
 import os
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 
 import pytest
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
+import engine_docker as de  # (tests/integration is on sys.path: see conftest)
 
-
-def _load(name, filename):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, os.path.join(_HERE, filename))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-de = _load("ocirun_test_engine_docker", "engine_docker.py")
 RUNTIME = de.default_runtime()
 _MISSING = de.missing_requirements(RUNTIME)
 

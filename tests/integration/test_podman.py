@@ -13,31 +13,15 @@ Needs root, podman, conmon, containernetworking-plugins, busybox-static. Every p
 (podman_env.DEFAULT_TIMEOUT); after two timeouts the remaining calls fail fast. The module fixture's teardown
 removes containers, storage, cgroups and mounts, and fails if anything attributable to it is left on the host.
 """
-import importlib.util
 import os
 import shlex
 import subprocess
-import sys
 import time
 
 import pytest
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
+import podman_env as penv_mod  # (tests/integration is on sys.path: see conftest)
 
-
-def _load_helpers():
-    # Loaded by path: no dependency on tests/ or tests/integration being packages.
-    name = "ocirun_test_podman_env"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, os.path.join(_HERE, "podman_env.py"))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-penv_mod = _load_helpers()
 RUNTIME = penv_mod.default_runtime()
 _MISSING = penv_mod.missing_requirements(RUNTIME)
 

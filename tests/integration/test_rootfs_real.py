@@ -16,11 +16,9 @@ linux_sysctl, linux_mount_label.
 Host-side mounts a test needs (shared sources, submounts) are made under the test's bundle directory and undone
 by the `hostmnt` fixture before the leak checker (conftest.host_snapshot) looks.
 """
-import importlib.util
 import os
 import stat
 import subprocess
-import sys
 import threading
 
 import pytest
@@ -28,18 +26,8 @@ import pytest
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates real containers")]
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
+import _rootfs_helpers as H  # noqa: E402  (tests/integration is on sys.path: see conftest)
 
-
-def _load(name, filename):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(_HERE, filename))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-H = _load("ocirun_test_rootfs_helpers", "_rootfs_helpers.py")
 SEP = H.SEP
 MI = "cat /proc/self/mountinfo"
 UIDMAP = [{"containerID": 0, "hostID": 100000, "size": 65536}]
