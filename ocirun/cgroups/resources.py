@@ -41,6 +41,40 @@ def _nz(d, k):
     return v is not None and v != 0
 
 
+def _int_op(ops, d, base, key, ctrl, fname, lo, hi, when=_nz):
+    """A field written as its integer value: if when(d, key), (ctrl, fname, "N", "base.key") is planned."""
+    if when(d, key):
+        v = want_int(f"{base}.{key}", d[key], lo, hi)
+        ops.append((ctrl, fname, str(v), f"{base}.{key}"))
+
+
+def _memory_limit_swap(mem, M):
+    """memory.limit and memory.swap (0 when unset), as both versions read them."""
+    limit = want_int(M + ".limit", mem["limit"], -1, I64_MAX) if _set(mem, "limit") else 0
+    swap = want_int(M + ".swap", mem["swap"], -1, I64_MAX) if _set(mem, "swap") else 0
+    return limit, swap
+
+
+def _cpu_shares(cpu, F):
+    """cpu.shares (2-262144), or None when unset or 0."""
+    if not _nz(cpu, "shares"):
+        return None
+    v = want_int(F + ".shares", cpu["shares"], 0, U64_MAX)
+    if v < 2 or v > 262144:
+        raise CgroupError(f"{F}.shares: {v} is out of range (2-262144)")
+    return v
+
+
+def _cpu_quota_period_burst(cpu, F):
+    """cpu.quota and cpu.period (0 when unset or 0) and cpu.burst (None when unset), as both versions read them."""
+    quota = want_int(F + ".quota", cpu["quota"], -1, I64_MAX) if _nz(cpu, "quota") else 0
+    period = want_int(F + ".period", cpu["period"], 0, U64_MAX) if _nz(cpu, "period") else 0
+    burst = want_int(F + ".burst", cpu["burst"], 0, U64_MAX) if _set(cpu, "burst") else None
+    if burst is not None and quota > 0 and burst > quota:
+        raise CgroupError(f"{F}.burst: {burst} is larger than cpu.quota {quota}")
+    return quota, period, burst
+
+
 # ================================================================================================ v1
 
 def plan_v1(res, update=False, created_memory=False):
@@ -90,25 +124,16 @@ def plan_v1(res, update=False, created_memory=False):
 
 def _plan_memory_v1(mem, ops, update, created):
     F = RES + ".memory"
-    limit = want_int(F + ".limit", mem["limit"], -1, I64_MAX) if _set(mem, "limit") else 0
-    swap = want_int(F + ".swap", mem["swap"], -1, I64_MAX) if _set(mem, "swap") else 0
+    limit, swap = _memory_limit_swap(mem, F)
     if limit > 0 and swap > 0 and swap < limit:
         raise CgroupError(f"{F}.swap: memory+swap limit ({swap}) must not be lower than the memory limit ({limit})")
     if limit or swap:
         check = update and mem.get("checkBeforeUpdate") is True and limit > 0
         ops.append(("memory", None, _memory_v1(limit, swap, check, created), F + (".limit" if limit else ".swap")))
-    if _nz(mem, "reservation"):
-        v = want_int(F + ".reservation", mem["reservation"], -1, I64_MAX)
-        ops.append(("memory", "memory.soft_limit_in_bytes", str(v), F + ".reservation"))
-    if _nz(mem, "kernel"):
-        v = want_int(F + ".kernel", mem["kernel"], -1, I64_MAX)
-        ops.append(("memory", "memory.kmem.limit_in_bytes", str(v), F + ".kernel"))
-    if _nz(mem, "kernelTCP"):
-        v = want_int(F + ".kernelTCP", mem["kernelTCP"], -1, I64_MAX)
-        ops.append(("memory", "memory.kmem.tcp.limit_in_bytes", str(v), F + ".kernelTCP"))
-    if _set(mem, "swappiness"):
-        v = want_int(F + ".swappiness", mem["swappiness"], 0, 100)
-        ops.append(("memory", "memory.swappiness", str(v), F + ".swappiness"))
+    _int_op(ops, mem, F, "reservation", "memory", "memory.soft_limit_in_bytes", -1, I64_MAX)
+    _int_op(ops, mem, F, "kernel", "memory", "memory.kmem.limit_in_bytes", -1, I64_MAX)
+    _int_op(ops, mem, F, "kernelTCP", "memory", "memory.kmem.tcp.limit_in_bytes", -1, I64_MAX)
+    _int_op(ops, mem, F, "swappiness", "memory", "memory.swappiness", 0, 100, when=_set)
     if _set(mem, "disableOOMKiller"):
         if want_bool(F + ".disableOOMKiller", mem["disableOOMKiller"]) or update:
             ops.append(("memory", "memory.oom_control", "1" if mem["disableOOMKiller"] else "0",
@@ -184,29 +209,17 @@ def _try(d, f):
 
 def _plan_cpu_v1(cpu, ops):
     F = RES + ".cpu"
-    if _nz(cpu, "shares"):
-        v = want_int(F + ".shares", cpu["shares"], 0, U64_MAX)
-        if v < 2 or v > 262144:
-            raise CgroupError(f"{F}.shares: {v} is out of range (2-262144)")
-        ops.append(("cpu", "cpu.shares", str(v), F + ".shares"))
-    quota = want_int(F + ".quota", cpu["quota"], -1, I64_MAX) if _nz(cpu, "quota") else 0
-    period = want_int(F + ".period", cpu["period"], 0, U64_MAX) if _nz(cpu, "period") else 0
-    burst = want_int(F + ".burst", cpu["burst"], 0, U64_MAX) if _set(cpu, "burst") else None
-    if burst is not None and quota > 0 and burst > quota:
-        raise CgroupError(f"{F}.burst: {burst} is larger than cpu.quota {quota}")
+    shares = _cpu_shares(cpu, F)
+    if shares is not None:
+        ops.append(("cpu", "cpu.shares", str(shares), F + ".shares"))
+    quota, period, burst = _cpu_quota_period_burst(cpu, F)
     if quota or period:
         ops.append(("cpu", None, _cpu_quota_v1(quota, period), F + (".period" if period else ".quota")))
     if burst is not None:
         ops.append(("cpu", "cpu.cfs_burst_us", str(burst), F + ".burst"))
-    if _nz(cpu, "realtimePeriod"):
-        v = want_int(F + ".realtimePeriod", cpu["realtimePeriod"], 0, U64_MAX)
-        ops.append(("cpu", "cpu.rt_period_us", str(v), F + ".realtimePeriod"))
-    if _nz(cpu, "realtimeRuntime"):
-        v = want_int(F + ".realtimeRuntime", cpu["realtimeRuntime"], -1, I64_MAX)
-        ops.append(("cpu", "cpu.rt_runtime_us", str(v), F + ".realtimeRuntime"))
-    if _set(cpu, "idle"):
-        v = want_int(F + ".idle", cpu["idle"], 0, 1)
-        ops.append(("cpu", "cpu.idle", str(v), F + ".idle"))
+    _int_op(ops, cpu, F, "realtimePeriod", "cpu", "cpu.rt_period_us", 0, U64_MAX)
+    _int_op(ops, cpu, F, "realtimeRuntime", "cpu", "cpu.rt_runtime_us", -1, I64_MAX)
+    _int_op(ops, cpu, F, "idle", "cpu", "cpu.idle", 0, 1, when=_set)
 
 
 def _cpu_quota_v1(quota, period):
@@ -240,9 +253,7 @@ def _plan_blkio_v1(bio, ops):
     if _nz(bio, "weight"):
         v = want_int(F + ".weight", bio["weight"], 1, 1000)
         ops.append(("blkio", None, _blkio_weight("weight", str(v), F + ".weight"), F + ".weight"))
-    if _nz(bio, "leafWeight"):
-        v = want_int(F + ".leafWeight", bio["leafWeight"], 1, 1000)
-        ops.append(("blkio", "blkio.leaf_weight", str(v), F + ".leafWeight"))
+    _int_op(ops, bio, F, "leafWeight", "blkio", "blkio.leaf_weight", 1, 1000)
     for f, ma, mi, e in dev_entries(F + ".weightDevice", bio.get("weightDevice"), None):
         if e.get("weight") is None and e.get("leafWeight") is None:
             raise CgroupError(f"{f}: needs weight or leafWeight")
@@ -382,8 +393,7 @@ def plan_v2(res, update=False):
     # memory
     M = RES + ".memory"
     mem = want_obj(M, res.get("memory"))
-    limit = want_int(M + ".limit", mem["limit"], -1, I64_MAX) if _set(mem, "limit") else 0
-    swap = want_int(M + ".swap", mem["swap"], -1, I64_MAX) if _set(mem, "swap") else 0
+    limit, swap = _memory_limit_swap(mem, M)
     sw = swap_v2(limit, swap) if (limit or swap) else None
     if sw is not None:
         ops.append(("memory", "memory.swap.max", sw, M + ".swap"))
@@ -405,16 +415,10 @@ def plan_v2(res, update=False):
         if _set(mem, k):
             want_int(f"{M}.{k}", mem[k], -1, I64_MAX)              # ignored: accounted in memory.max on v2
     # cpu
-    if _nz(cpu, "shares"):
-        v = want_int(F + ".shares", cpu["shares"], 0, U64_MAX)
-        if v < 2 or v > 262144:
-            raise CgroupError(f"{F}.shares: {v} is out of range (2-262144)")
-        ops.append(("cpu", "cpu.weight", str(shares_to_weight(v)), F + ".shares"))
-    quota = want_int(F + ".quota", cpu["quota"], -1, I64_MAX) if _nz(cpu, "quota") else 0
-    period = want_int(F + ".period", cpu["period"], 0, U64_MAX) if _nz(cpu, "period") else 0
-    burst = want_int(F + ".burst", cpu["burst"], 0, U64_MAX) if _set(cpu, "burst") else None
-    if burst is not None and quota > 0 and burst > quota:
-        raise CgroupError(f"{F}.burst: {burst} is larger than cpu.quota {quota}")
+    shares = _cpu_shares(cpu, F)
+    if shares is not None:
+        ops.append(("cpu", "cpu.weight", str(shares_to_weight(shares)), F + ".shares"))
+    quota, period, burst = _cpu_quota_period_burst(cpu, F)
     if quota or period:
         v = ("max" if quota <= 0 else str(quota)) + (f" {period}" if period else "")
         ops.append(("cpu", None, _cpu_max_v2(v, burst), F + (".quota" if quota else ".period")))
@@ -423,9 +427,7 @@ def plan_v2(res, update=False):
     for k in ("realtimePeriod", "realtimeRuntime"):
         if _nz(cpu, k):
             raise CgroupError(f"{F}.{k}: not supported on cgroup v2 (no realtime group scheduling)")
-    if _set(cpu, "idle"):
-        v = want_int(F + ".idle", cpu["idle"], 0, 1)
-        ops.append(("cpu", "cpu.idle", str(v), F + ".idle"))
+    _int_op(ops, cpu, F, "idle", "cpu", "cpu.idle", 0, 1, when=_set)
     # pids
     _plan_pids(res, ops)
     # io
