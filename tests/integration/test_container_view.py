@@ -13,27 +13,8 @@ import pytest
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates real containers")]
 
-# Capability numbers (linux/capability.h) of the names used below: an oracle independent of ocirun's table.
-CAP = {"CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_FOWNER": 3, "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7,
-       "CAP_NET_BIND_SERVICE": 10, "CAP_NET_RAW": 13, "CAP_SYS_RESOURCE": 24, "CAP_AUDIT_WRITE": 29}
-CAP_LINES = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
-
-
-def mask(names):
-    m = 0
-    for n in names:
-        m |= 1 << CAP[n]
-    return m
-
-
-def status_fields(text):
-    """'Key:\tvalue' lines (of /proc/PID/status) -> {key: value}."""
-    out = {}
-    for line in text.splitlines():
-        k, sep, v = line.partition(":")
-        if sep:
-            out[k.strip()] = v.strip()
-    return out
+# capability numbers from linux/capability.h (procstatus: an oracle independent of ocirun's table)
+from procstatus import CAP, caps_of, mask, status_fields  # noqa: E402
 
 
 def mountinfo(text):
@@ -157,42 +138,37 @@ def _caps_edit(uid, caps):
     return edit
 
 
-def _caps(text):
-    st = status_fields(text)
-    return {k: int(st[k], 16) for k in CAP_LINES}
-
-
 def test_capabilities_non_root_exact(view, runc):
     """A non-root process without file capabilities keeps after execve: bounding, inheritable and ambient as
     set, permitted = effective = ambient. The config is chosen so that this is exactly what it asks for."""
     res = view("cat /proc/1/status", edit=_caps_edit(1000, CAPS_CFG))
-    got = _caps(res.stdout)
+    got = caps_of(res.stdout)
     assert got == {"CapBnd": mask(CAPS_CFG["bounding"]), "CapInh": mask(CAPS_CFG["inheritable"]),
                    "CapAmb": mask(CAPS_CFG["ambient"]), "CapPrm": mask(CAPS_CFG["permitted"]),
                    "CapEff": mask(CAPS_CFG["effective"])}, {k: hex(v) for k, v in got.items()}
     ref = runc("run", "--bundle", view.last_bundle, "caps-" + os.path.basename(view.last_bundle))
     assert ref.returncode == 0, str(ref)
-    assert _caps(ref.stdout) == got
+    assert caps_of(ref.stdout) == got
 
 
 def test_capabilities_default_root_like_runc(view, runc):
     res = view("cat /proc/1/status")
-    got = _caps(res.stdout)
+    got = caps_of(res.stdout)
     default = mask(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"])
     assert got == {"CapBnd": default, "CapPrm": default, "CapEff": default, "CapInh": 0, "CapAmb": 0}
     ref = runc("run", "--bundle", view.last_bundle, "caps-default")
     assert ref.returncode == 0, str(ref)
-    assert _caps(ref.stdout) == got
+    assert caps_of(ref.stdout) == got
 
 
 def test_capabilities_missing_sets_are_empty_like_runc(view, runc):
     """Only bounding given: the other sets are cleared (runc), so a non-root process has nothing."""
     res = view("cat /proc/1/status", edit=_caps_edit(1000, {"bounding": ["CAP_KILL", "CAP_CHOWN"]}))
-    got = _caps(res.stdout)
+    got = caps_of(res.stdout)
     assert got == {"CapBnd": mask(["CAP_KILL", "CAP_CHOWN"]), "CapPrm": 0, "CapEff": 0, "CapInh": 0, "CapAmb": 0}
     ref = runc("run", "--bundle", view.last_bundle, "caps-bnd")
     assert ref.returncode == 0, str(ref)
-    assert _caps(ref.stdout) == got
+    assert caps_of(ref.stdout) == got
 
 
 @pytest.mark.parametrize("nnp,want", [(True, "1"), (False, "0")])

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from procstatus import status_fields  # (tests/integration is on sys.path: see conftest)
+
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates real containers")]
 
@@ -390,7 +392,7 @@ def test_foreground_run_runs_poststop(oci, bundle, cid, tmp_path):
 
 def _status_fields(pid):
     with open(f"/proc/{pid}/status") as f:
-        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+        return status_fields(f.read())
 
 
 @pytest.mark.parametrize("start_hook", [False, True], ids=["no-hooks", "startContainer-hook"])
