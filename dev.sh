@@ -34,8 +34,10 @@ apt_install() {
         printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && guard=1
     fi
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || { [ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d; return 1; }
-    [ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d
+    local rc=0
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+    if [ -n "$guard" ]; then rm -f /usr/sbin/policy-rc.d; fi
+    return $rc
 }
 
 # pip, quiet when it works (setuptools' deprecation notices for compat editable installs are noise here);
