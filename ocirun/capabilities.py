@@ -37,7 +37,9 @@ class Resolved:
 
 
 def resolve(caps, kernel_last=None):
-    """Names -> numbers. Unknown names are an error naming the entry; names the kernel lacks are warned about."""
+    """Names -> numbers. A name that is not exactly a known capability (CAP_ and upper case, as the spec and
+    runc spell them) or that the running kernel lacks is warned about and left out: config.md says such a
+    value MUST be logged as a warning and SHOULD NOT fail the container, and runc ignores it the same way."""
     kernel_last = last_cap() if kernel_last is None else kernel_last
     r = Resolved()
     r.warnings = []
@@ -48,12 +50,10 @@ def resolve(caps, kernel_last=None):
             continue
         nums = []
         for i, n in enumerate(names):
-            key = n.upper() if isinstance(n, str) else n
-            if isinstance(key, str) and not key.startswith("CAP_"):
-                key = "CAP_" + key
-            num = NUMBER.get(key)
+            num = NUMBER.get(n) if isinstance(n, str) else None
             if num is None:
-                raise OciError(f"process.capabilities.{s}[{i}]: unknown capability {n!r}")
+                r.warnings.append(f"process.capabilities.{s}[{i}]: ignoring unknown capability {n!r}")
+                continue
             if num > kernel_last:
                 r.warnings.append(f"process.capabilities.{s}: {n} is not supported by the running kernel; ignored")
                 continue

@@ -217,28 +217,13 @@ def parse_doc(data, path):
     return doc
 
 
-def normalize_engine_quirks(doc):
-    """Tolerate what real engines write and runc accepts, with a warning, before schema validation.
-
-    podman (4.x, --device/--privileged) puts the file-type bits into linux.devices[].fileMode (8630 = 0o20666);
-    the schema allows 0..0o777 and runc keeps only the permission bits. We do the same."""
-    devs = (doc.get("linux") or {}).get("devices") if isinstance(doc.get("linux"), dict) else None
-    if not isinstance(devs, list):
-        return
-    for i, d in enumerate(devs):
-        m = d.get("fileMode") if isinstance(d, dict) else None
-        if isinstance(m, int) and not isinstance(m, bool) and m > 0o777 and m & ~0o177777 == 0 and m & 0o170000:
-            d["fileMode"] = m & 0o777
-            from . import log
-
-            log.debug(f"linux.devices[{i}].fileMode: {m} ({oct(m)}) carries file-type bits; using {oct(m & 0o777)}")
-
-
 def load(path, validate=True):
     """Load, validate and parse config.json -> Config."""
     raw = read_config(path)
     doc = parse_doc(raw, path)
-    normalize_engine_quirks(doc)
+    from .extensions import normalize
+
+    normalize(doc, raw)  # what runc reads beyond the official schema (spec/extensions.json)
     if validate:
         from .validate import validate_config_cached
 
@@ -248,66 +233,16 @@ def load(path, validate=True):
 
 
 def check_semantics(doc):
-    """Rules the schema cannot express but that runc enforces before touching the host."""
-    probs = []
-    p = doc.get("process")
-    ld = doc.get("linux") or {}
-    if p is not None:
-        if not p.get("args") and not p.get("commandLine"):
-            probs.append("/process/args: must name the program to run (at least one element)")
-        cwd = p.get("cwd")
-        if cwd is not None and not cwd.startswith("/"):
-            probs.append(f"/process/cwd: {cwd!r} must be an absolute path")
-    v = doc.get("ociVersion")
-    if isinstance(v, str) and not _semver(v):
-        probs.append(f"/ociVersion: {v!r} is not a SemVer 2.0.0 version")
-    for key in ("maskedPaths", "readonlyPaths"):
-        for i, pth in enumerate(ld.get(key) or ()):
-            if isinstance(pth, str) and not pth.startswith("/"):
-                probs.append(f"/linux/{key}/{i}: {pth!r} must be an absolute path")
-    sc = ld.get("seccomp")
-    if isinstance(sc, dict) and sc.get("listenerMetadata") and not sc.get("listenerPath"):
-        probs.append("/linux/seccomp/listenerMetadata: set without listenerPath")
-    seen = set()
-    for i, ns in enumerate(ld.get("namespaces") or ()):
-        if ns.get("type") in seen:
-            probs.append(f"/linux/namespaces/{i}/type: namespace {ns.get('type')!r} is listed more than once")
-        seen.add(ns.get("type"))
-    for i, m in enumerate(doc.get("mounts") or ()):
-        d = m.get("destination", "")
-        if not d.startswith("/"):
-            # runc tolerates relative destinations (with a warning) by anchoring them at /; so do we.
-            pass
-    for key in ("uidMappings", "gidMappings"):
-        if ld.get(key) and "user" not in seen:
-            probs.append(f"/linux/{key}: ID mappings need a user namespace in /linux/namespaces")
-    if ld.get("timeOffsets") and "time" not in seen:
-        probs.append("/linux/timeOffsets: time offsets need a time namespace in /linux/namespaces")
-    if p is None and doc.get("root") is not None:
-        pass
+    """Rules the schema cannot express but that runc enforces before touching the host (ocirun.semantics):
+    every problem at once as a ConfigError; what runc only warns about is logged as a warning."""
+    from . import semantics
+
+    probs = semantics.problems(doc)
     if probs:
         raise ConfigError(probs)
+    warns = semantics.warnings(doc)
+    if warns:
+        from . import log
 
-
-_SEMVER_DIGITS = frozenset("0123456789")
-_SEMVER_IDENT = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-")
-
-
-def _semver(v):
-    """SemVer 2.0.0 (MAJOR.MINOR.PATCH[-pre][+build]) without regular expressions (re costs ~12 ms)."""
-    core, plus, build = v.partition("+")
-    core, dash, pre = core.partition("-")
-    nums = core.split(".")
-    if len(nums) != 3:
-        return False
-    for n in nums:
-        if not n or not _SEMVER_DIGITS.issuperset(n) or (len(n) > 1 and n[0] == "0"):
-            return False
-    for part, present in ((pre, dash), (build, plus)):
-        if present:
-            ids = part.split(".")
-            if not part or any(not i or not _SEMVER_IDENT.issuperset(i) for i in ids):
-                return False
-            if part is pre and any(_SEMVER_DIGITS.issuperset(i) and len(i) > 1 and i[0] == "0" for i in ids):
-                return False
-    return True
+        for w in warns:
+            log.warning(w)

@@ -313,21 +313,26 @@ MPOL_MODES = {"MPOL_DEFAULT": 0, "MPOL_PREFERRED": 1, "MPOL_BIND": 2, "MPOL_INTE
 MPOL_FLAGS = {"MPOL_F_STATIC_NODES": 1 << 15, "MPOL_F_RELATIVE_NODES": 1 << 14, "MPOL_F_NUMA_BALANCING": 1 << 13}
 
 
-def parse_cpu_list(text, where):
-    """'0-3,7' -> {0,1,2,3,7} (cpus and NUMA nodes share this syntax)."""
+def parse_cpu_list(text, where, limit=None):
+    """'0-3,7' -> {0,1,2,3,7} (cpus and NUMA nodes share this syntax). Numbers at or above `limit` (default:
+    the largest CPU count a kernel can have) are refused before any range is expanded."""
+    from .semantics import MAX_CPUS, list_problem
+
+    err = list_problem(text or "", limit or MAX_CPUS)
+    if err:
+        raise OciError(f"{where}: {err}")
     out = set()
     for part in (text or "").replace(" ", "").split(","):
-        if not part:
-            continue
-        lo, dash, hi = part.partition("-")
-        try:
-            a, b = int(lo), int(hi) if dash else int(lo)
-        except ValueError:
-            raise OciError(f"{where}: invalid list {text!r}") from None
-        if a < 0 or b < a:
-            raise OciError(f"{where}: invalid range {part!r}")
-        out.update(range(a, b + 1))
+        if part:
+            lo, dash, hi = part.partition("-")
+            out.update(range(int(lo), int(hi if dash else lo) + 1))
     return out
+
+
+def _max_nodes():
+    from .semantics import MAX_NUMA_NODES
+
+    return MAX_NUMA_NODES
 
 
 def check_scheduling(proc, linux=None):
@@ -357,7 +362,7 @@ def check_scheduling(proc, linux=None):
         for f in mp.get("flags") or ():
             if f not in MPOL_FLAGS:
                 raise OciError(f"linux.memoryPolicy.flags: unknown flag {f!r}")
-        parse_cpu_list(mp.get("nodes"), "linux.memoryPolicy.nodes")
+        parse_cpu_list(mp.get("nodes"), "linux.memoryPolicy.nodes", _max_nodes())
 
 
 def set_cpu_affinity(proc, which):
@@ -395,7 +400,7 @@ def apply_scheduling(proc, linux=None, sys=S.SYS):
         mode = MPOL_MODES[mp["mode"]]
         for f in mp.get("flags") or ():
             mode |= MPOL_FLAGS[f]
-        nodes = parse_cpu_list(mp.get("nodes"), "linux.memoryPolicy.nodes")
+        nodes = parse_cpu_list(mp.get("nodes"), "linux.memoryPolicy.nodes", _max_nodes())
         try:
             sys.set_mempolicy(mode, sorted(nodes))
         except OSError as e:

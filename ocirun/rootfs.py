@@ -277,9 +277,12 @@ def mount_one(root, m, index, ctx):
             return
         if fstype == "cgroup" or fstype == "cgroup2":
             return _mount_cgroup(root, dest, opts, ctx, where, fstype)
+        # tmpfs over an existing directory keeps the directory's mode unless the options say otherwise
+        # (runc: "mode=<that mode>" ahead of the options, so a later mode= still wins)
+        mode = _existing_mode(root, dest) if fstype == "tmpfs" else None
         fd = root.ensure(dest, is_dir=True)
         try:
-            data = _data_str(opts.data)
+            data = _data_str(([f"mode={mode:04o}"] if mode is not None else []) + opts.data)
             if ctx.mount_label and fstype not in ("proc", "sysfs", "overlay"):
                 from . import lsm
 
@@ -308,6 +311,18 @@ def mount_one(root, m, index, ctx):
         raise OciError(msg if msg.startswith(where) else f"{where}: {msg}") from None
     except OSError as e:
         raise OciError(f"{where}: {e.strerror or e}") from None
+
+
+def _existing_mode(root, dest):
+    """Permission bits (with setuid/setgid/sticky) of an existing `dest` in the root, or None if absent."""
+    try:
+        fd = root.resolve(dest)
+    except FileNotFoundError:
+        return None
+    try:
+        return stat.S_IMODE(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
 
 
 def make_idmapped_tree(sys, src, userns_fd, recursive, where):
@@ -547,32 +562,29 @@ def prepare_root(sys, rootfs, propagation):
         hint = " (is / a mount point? in a chroot, bind-mount its root onto itself)" if e.errno == errno.EINVAL else ""
         raise OciError(f"linux.rootfsPropagation: cannot set {propagation or 'rslave'} on /: "
                        f"{os.strerror(e.errno)}{hint}") from None
-    _make_parent_private(sys, rootfs)
+    _parent_mount_propagation(sys, rootfs, propagation)
     try:
         sys.mount(rootfs, rootfs, "", S.MS_BIND | S.MS_REC, None)
     except OSError as e:
         raise OciError(f"root.path {rootfs}: cannot bind-mount the rootfs: {os.strerror(e.errno)}") from None
 
 
-def _make_parent_private(sys, rootfs):
-    """pivot_root(2) refuses a shared parent mount: if the mount containing the rootfs is shared, make it a
-    slave (not shared, so pivot_root works, yet still receiving the host's mount events, which a private
-    mount would not: rootfsPropagation slave/rslave must see mounts the host makes later)."""
-    best = None
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                parts = line.split()
-                mp = parts[4]
-                if (rootfs == mp or rootfs.startswith(mp.rstrip("/") + "/")) and (best is None or len(mp) > len(best[0])):
-                    best = (mp, parts[6:parts.index("-")])
-    except OSError:
-        return
-    if best and any(o.startswith("shared:") for o in best[1]):
+def _parent_mount_propagation(sys, rootfs, propagation):
+    """The mount holding the rootfs (the rootfs itself if it is a mount point, else the nearest mount above
+    it) becomes a slave when rootfsPropagation is slave/rslave (so the container's root keeps receiving the
+    host's mount events), else private, as runc does. Either way it is no longer shared (pivot_root(2)
+    refuses a shared parent) nor unbindable (the rootfs could not be bind-mounted onto itself)."""
+    flags = S.MS_SLAVE if PROPAGATION.get(propagation or "", 0) & S.MS_SLAVE else S.MS_PRIVATE
+    path = rootfs
+    while True:
         try:
-            sys.mount("", best[0], "", S.MS_SLAVE, None)
-        except OSError:
-            pass
+            sys.mount("", path, "", flags, None)
+            return
+        except OSError as e:
+            if e.errno != errno.EINVAL or path == "/":  # EINVAL: not a mount point, try its parent
+                raise OciError(f"root.path {rootfs}: cannot change the propagation of {path}: "
+                               f"{os.strerror(e.errno)}") from None
+        path = os.path.dirname(path)
 
 
 def apply_root_propagation(sys, propagation):

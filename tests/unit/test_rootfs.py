@@ -520,6 +520,19 @@ def test_nested_destinations_in_order(env):
     assert [m.target_real for m in env.fake.mounts()] == [p(env, "a"), p(env, "a/b"), p(env, "a/b/c/d")]
 
 
+def test_tmpfs_over_existing_directory_keeps_its_mode(env):
+    """A tmpfs over an existing directory gets the directory's mode (setuid/setgid/sticky too) unless the
+    options say otherwise (runc: mode=<the directory's mode> ahead of the options); a new one the kernel's."""
+    os.makedirs(p(env, "seven"))
+    os.chmod(p(env, "seven"), 0o1712)
+    os.makedirs(p(env, "given"))
+    os.chmod(p(env, "given"), 0o712)
+    mount(env, "/seven", type="tmpfs", source="tmpfs", options=["size=1m"])
+    mount(env, "/given", type="tmpfs", source="tmpfs", options=["mode=700"])
+    mount(env, "/fresh", type="tmpfs", source="tmpfs", options=["size=1m"])
+    assert [m.data for m in env.fake.mounts()] == ["mode=1712,size=1m", "mode=0712,mode=700", "size=1m"]
+
+
 def test_tmpcopyup_copies_then_moves(env, monkeypatch):
     tmpdir = env.tmp / "tmp"
     tmpdir.mkdir()
@@ -532,9 +545,11 @@ def test_tmpcopyup_copies_then_moves(env, monkeypatch):
     secret = unique()
     os.symlink("/etc/hostname", p(env, "etc/evil"))
     os.symlink("/etc", p(env, "etc/evildir"))
+    os.chmod(p(env, "etc"), 0o750)
     mount(env, "/etc", type="tmpfs", source="tmpfs", options=["tmpcopyup", "mode=755", "nosuid"])
     tm, move = env.fake.mounts()
-    assert (tm.source, tm.fstype, tm.flags, tm.data) == ("tmpfs", "tmpfs", S.MS_NOSUID, "mode=755")
+    # the existing directory's mode first, the configured one after it (the kernel keeps the last)
+    assert (tm.source, tm.fstype, tm.flags, tm.data) == ("tmpfs", "tmpfs", S.MS_NOSUID, "mode=0750,mode=755")
     staging = tm.target
     assert os.path.dirname(staging) == str(tmpdir)
     assert (move.source, move.fstype, move.flags) == (staging, "", S.MS_MOVE)
@@ -991,11 +1006,37 @@ def test_prepare_root_default_and_explicit_propagation(env):
     ms = env.fake.mounts()
     assert (ms[0].source, ms[0].target, ms[0].fstype, ms[0].flags) == ("", "/", "", S.MS_SLAVE | S.MS_REC)
     assert (ms[-1].source, ms[-1].target, ms[-1].flags) == (env.rootfs, env.rootfs, S.MS_BIND | S.MS_REC)
-    for m in ms[1:-1]:  # at most: the parent mount made private for pivot_root
-        assert m.flags == S.MS_PRIVATE and env.rootfs.startswith(m.target.rstrip("/") + "/")
+    # the mount holding the rootfs (here the rootfs itself: the fake takes any target) is made private
+    assert [(m.target, m.flags) for m in ms[1:-1]] == [(env.rootfs, S.MS_PRIVATE)]
     fake = FakeSyscalls()
     R.prepare_root(fake, env.rootfs, "private")
     assert fake.mounts()[0].flags == S.MS_PRIVATE
+    assert fake.mounts()[1].flags == S.MS_PRIVATE
+
+
+@pytest.mark.parametrize("prop", ["slave", "rslave"])
+def test_prepare_root_slave_keeps_parent_a_slave(prop):
+    """rootfsPropagation (r)slave: the rootfs's parent mount becomes a slave, not private, so the container's
+    root still receives the host's mount events (runc: rootfsParentMountPropagation)."""
+    fake = FakeSyscalls()
+    R.prepare_root(fake, "/no/such/rootfs", prop)
+    ms = fake.mounts()
+    assert ms[0].flags == R.PROPAGATION[prop]
+    assert (ms[1].target, ms[1].flags) == ("/no/such/rootfs", S.MS_SLAVE)
+
+
+def test_prepare_root_walks_up_to_the_mount_point():
+    """EINVAL (not a mount point) moves the propagation change to the parent directory until one is a mount;
+    any other error names the path."""
+    fake = FakeSyscalls()
+    fake.fail("mount", errno.EINVAL, when=lambda c: c.args[0] == "" and c.args[1] in ("/a/b/rootfs", "/a/b"))
+    R.prepare_root(fake, "/a/b/rootfs", "runbindable")
+    ok = [m for m in fake.mounts() if m.flags == S.MS_PRIVATE]
+    assert [m.target for m in ok] == ["/a"]
+    fake = FakeSyscalls()
+    fake.fail("mount", errno.EPERM, when=lambda c: c.args[1] == "/a/b/rootfs" and c.args[3] == S.MS_PRIVATE)
+    with pytest.raises(OciError, match="cannot change the propagation of /a/b/rootfs"):
+        R.prepare_root(fake, "/a/b/rootfs", None)
 
 
 def test_prepare_root_error_message(env):

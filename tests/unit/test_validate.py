@@ -148,9 +148,9 @@ def test_generated_module_is_fresh():
         sys.path.pop(0)
     from ocirun import _validator
 
-    raw = (REPO / "spec" / "config-schema.json").read_bytes()
+    raw = (REPO / "spec" / "config-schema.json").read_bytes() + b"\n" + (REPO / "spec" / "extensions.json").read_bytes()
     assert _validator.SCHEMA_SHA256 == hashlib.sha256(raw).hexdigest(), \
-        "spec/config-schema.json changed: run tools/gen_validator.py"
+        "spec/config-schema.json or spec/extensions.json changed: run tools/gen_validator.py"
     fjs = pytest.importorskip("fastjsonschema")
     committed = (REPO / "ocirun" / "_validator.py").read_text()
     if f"# fastjsonschema {fjs.VERSION}\n" not in committed:
