@@ -4,8 +4,9 @@ The rules are evaluated the way the v1 devices controller does, starting from *d
 container never inherits the host's "a *:* rwm"), in the listed order, followed by the default allow-list below
 (the same set runc appends: mknod of anything, /dev/null, zero, full, random, urandom, tty, ptmx, pts, tun).
 
-The result ("model") is: default_allow (bool) + exceptions {(type, major, minor): perms}. For v1 it is turned into
-the writes to devices.deny / devices.allow; for v2 the same model is what an eBPF device program (bpf.py) must enforce.
+The result ("model") is: default_allow (bool) + exceptions {(type, major, minor): perms}, kept in the order the rules
+made them. For v1 it is turned into the writes to devices.deny / devices.allow in that order (the listed order);
+for v2 the same model is what an eBPF device program (bpf.py) must enforce.
 """
 from . import CgroupError
 from .common import RES
@@ -105,6 +106,12 @@ class Model:
         """Exceptions in a stable order: (major, minor, type), wildcards first."""
         return sorted(self.rules.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0]))
 
+    def ordered(self):
+        """Exceptions in the order the rules first made them: config.json's order, then the default allow-list
+        (config-linux.md: "The runtime MUST apply entries in the listed order"; the v1 controller lists its
+        exceptions in the order they were written, and runtime-tools checks devices.list against the config)."""
+        return list(self.rules.items())
+
     def __eq__(self, other):
         return isinstance(other, Model) and self.default_allow == other.default_allow and self.rules == other.rules
 
@@ -156,7 +163,7 @@ def transition(target, current=None):
             drop = "".join(c for c in perms if c not in target.rules.get(key, ""))
             if drop:
                 writes.append(("devices.allow" if target.default_allow else "devices.deny", rule_str(*key, drop)))
-    for key, perms in target.entries():
+    for key, perms in target.ordered():
         gain = "".join(c for c in perms if c not in old.get(key, ""))
         if gain:
             writes.append(("devices.deny" if target.default_allow else "devices.allow", rule_str(*key, gain)))
