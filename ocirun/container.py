@@ -101,6 +101,11 @@ class Container:
             if status != "created":
                 raise StateError(f"cannot start a container that is {status}: {self.id}"
                                  if status != "running" else f"cannot start an already running container: {self.id}")
+            if _has_no_process(st):
+                # runtime.md start: "MUST generate an error if process was not set"; an error leaves the container
+                # as it was (created: `kill` and `delete`, or `delete --force`, remove it)
+                raise OciError(f"cannot start container {self.id}: its config.json has no process "
+                               f"(/process is required by start)")
             sock = os.path.join(self.store.dir(self.id), St.START_SOCK)
             try:
                 fd = protocol.connect_unix(sock)
@@ -236,6 +241,10 @@ class Container:
             lock.release()
 
 
+def _has_no_process(st):
+    return bool(st.get("no_process")) or (st.get("config") or {}).get("process") is None
+
+
 def _cgroup_from(st):
     d = (st or {}).get("cgroup")
     if not d:
@@ -349,12 +358,19 @@ class _Creator:
         self.listen_fd = None
         self.own_dir = False  # the state dir is ours to remove (not an existing container's)
 
-    def load(self):
+    def load(self, start=False):
         cid = self.c.id
         St.validate_id(cid)
         cfg = C.load(os.path.join(self.bundle, "config.json"))
-        if cfg.process is None:
-            raise OciError("config.json: /process: a process is required to create a container")
+        self.no_process = cfg.process is None
+        if self.no_process:
+            # config.md: `process` is OPTIONAL, "REQUIRED when start is called"; runtime.md: start "MUST generate
+            # an error if process was not set". So create builds the container without one (the init waits as
+            # for any create) and start refuses it. runc refuses the create instead (an intended difference).
+            if start:
+                raise OciError("config.json: /process: no process to run (required by start; create accepts it)")
+            # the init's set-up (cwd, oom score, affinity) reads these neutral values; nothing is executed
+            cfg.process = C.parse({"ociVersion": St.SPEC_VERSION, "process": {"cwd": "/", "args": []}}).process
         if cfg.root is None:
             raise OciError("config.json: /root: a root filesystem is required on Linux")
         rootfs_path = cfg.root.path
@@ -449,7 +465,7 @@ class _Creator:
 
         if not self.opts.systemd_cgroup:
             cgroups.prime_once()  # (done already when the CLI runs us)
-        self.load()
+        self.load(start)
         trace("parent: config loaded")
         fg = start and not self.opts.detach
         if self.opts.console_socket:
@@ -480,7 +496,7 @@ class _Creator:
                 "bundle": self.bundle, "rootfs": self.rootfs, "created": self.created,
                 "annotations": cfg.annotations, "config": cfg.raw,
                 "cgroup": self.mgr.to_dict() if self.mgr is not None else None,
-                "no_new_keyring": bool(self.opts.no_new_keyring)}
+                "no_new_keyring": bool(self.opts.no_new_keyring), "no_process": bool(self.no_process)}
 
     def _create(self, start, fg):
         cfg = self.cfg
@@ -665,7 +681,9 @@ class _Creator:
     def _run_create_hooks(self, chan):
         from . import hooks
 
-        st = _hook_state(self._record("creating"), "creating")
+        # runtime.md: these hooks are lifecycle steps 3-4, "after step 2", the state the spec calls "created"
+        # (crun's too; runtime-tools' hooks_stdin checks it; runc 1.1 passes "creating")
+        st = _hook_state(self._record("creating"), "created")
         try:
             hooks.run_hooks("prestart", self.cfg.hooks.prestart, st)
             hooks.run_hooks("createRuntime", self.cfg.hooks.create_runtime, st)
@@ -933,7 +951,7 @@ def _init(cr, chan, start):
         from . import hooks
 
         trace("init: createContainer hooks")
-        hooks.run_hooks("createContainer", h.create_container, _hook_state(cr._record("creating"), "creating"))
+        hooks.run_hooks("createContainer", h.create_container, _hook_state(cr._record("creating"), "created"))
     sfilter = cr.sfilter  # compiled by stage 1 (see _child_main), loaded last
     listen_fd = cr.listen_fd  # bound by the parent: the state dir is root's (0700), the init may not be
     trace("init: hooks done")
@@ -964,6 +982,8 @@ def _init(cr, chan, start):
         terminal.make_controlling(slave)
     if cfg.root.readonly:
         rootfs.remount_root_readonly(sys)
+    if cr.no_process:
+        _wait_without_process(cr, chan)  # never returns
     process.set_rlimits(proc.rlimits)
     env = process.build_env(proc)
     path = process.find_executable(proc.args[0], env, proc.cwd or "/")
@@ -1031,6 +1051,30 @@ def _init(cr, chan, start):
     trace("init: exec")
     process.exec_process(path, proc.args, env, cr.opts.preserve_fds, sys,
                          last=sfilter.load if sfilter is not None else None)
+
+
+def _wait_without_process(cr, chan):
+    """A container created without `process`: built, reported ready, and then only waits (for kill or delete).
+    `start` refuses it before connecting; a start that connects anyway gets the error and changes nothing."""
+    chan.send("ready")
+    listen_fd = cr.listen_fd
+    if listen_fd is None:  # `run` refuses a config without process before forking: not reached
+        os._exit(1)
+    chan.close()
+    msg = f"cannot start container {cr.c.id}: its config.json has no process (/process is required by start)"
+    while True:
+        try:
+            cfd = protocol.accept(listen_fd)
+        except OSError:
+            continue
+        c = protocol.Channel(cfd)
+        try:
+            m = c.recv()
+            if m and m.get("t") == "start":
+                c.send("error", msg=msg)
+        except OSError:
+            pass
+        c.close()
 
 
 def _preload(cfg):
