@@ -24,6 +24,7 @@ COMMANDS = {
     "events": "display container events such as OOM notifications, cpu, memory, and IO usage statistics",
     "spec": "create a new specification file",
     "features": "show the enabled features",
+    "check": "validate a bundle's config.json without creating anything (--strict: against the official schema)",
     "checkpoint": "checkpoint a running container",
     "restore": "restore a container from a previous checkpoint",
 }
