@@ -81,3 +81,43 @@ def test_start_without_process_errors(oci):
     after = c.state()
     assert after["status"] == "created" and after["pid"] == before["pid"], (before, after)
     assert os.path.exists(f"/proc/{after['pid']}"), "the container's init is gone after the refused start"
+
+
+# ------------------------------------------------------------------------------------------------ no mount ns
+def _no_mount_ns(c):
+    c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "mount"]
+    for key in ("maskedPaths", "readonlyPaths", "rootfsPropagation"):
+        c["linux"].pop(key, None)
+
+
+def _host_mounts_under(path):
+    prefix = os.path.realpath(path).rstrip("/") + "/"
+    return [m for m in host.mountinfo() if (m.get("mountpoint") or "").startswith(prefix)]
+
+
+def test_mount_namespace_inherited_when_not_listed(oci):
+    """If a namespace type is not specified in the namespaces array, the container MUST inherit the runtime
+    namespace of that type (here: mount; runtime-tools linux_ns_itype). The process still runs in root.path.
+
+    [MUST] config-linux.md#configLinuxNamespaces
+    """
+    data = oci.probe(edit=_no_mount_ns)
+    assert data["namespaces"]["mnt"] == host.self_ns("mnt"), data["namespaces"]
+    assert data["argv"][0] == "/probe" and data["cwd"] == "/", (data["argv"], data["cwd"])
+
+
+def test_delete_removes_mounts_made_in_inherited_mount_namespace(oci):
+    """Deleting a container MUST delete the resources that were created during the create step: without a
+    mount namespace of its own, the container's mounts (config.json mounts, made under root.path in the
+    runtime's mount namespace) are such resources.
+
+    [MUST] runtime.md#runtimeDelete
+    """
+    b = oci.bundle(["/probe"], _no_mount_ns)
+    c = oci.create(b)
+    made = _host_mounts_under(b.rootfs)
+    assert any(m["mountpoint"].endswith("/proc") for m in made), f"no /proc mount under the rootfs: {made}"
+    r = oci.rt.delete(c.id, force=True)
+    assert r.ok, f"delete --force failed:\n{r}"
+    left = [m["mountpoint"] for m in _host_mounts_under(b.rootfs)]
+    assert not left, f"mounts left on the host after delete: {left}"

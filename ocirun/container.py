@@ -241,6 +241,47 @@ class Container:
             lock.release()
 
 
+def _unescape_mountinfo(field):
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and i + 3 < len(field) and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def _mounts_under(rootfs):
+    """Mount points strictly below `rootfs` in our mount namespace."""
+    prefix = rootfs.rstrip("/") + "/"
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = _unescape_mountinfo(line.split()[4])
+            if mp.startswith(prefix):
+                out.append(mp)
+    return out
+
+
+def _umount_host_mounts(rootfs, before):
+    """A container without a mount namespace made its mounts in the host's, below its rootfs: remove those
+    (the deepest first, detached), leaving any that were there before create."""
+    if not rootfs:
+        return
+    keep = set(before)
+    left = []
+    for mp in sorted(set(_mounts_under(rootfs)) - keep, key=lambda p: p.count("/"), reverse=True):
+        try:
+            S.SYS.umount2(mp, S.MNT_DETACH)
+        except OSError as e:
+            if e.errno != 22:  # EINVAL: already gone with its parent
+                left.append(f"{mp} ({os.strerror(e.errno)})")
+    if left:
+        raise OciError("cannot unmount the container's mounts on the host: " + ", ".join(left))
+
+
 def _has_no_process(st):
     return bool(st.get("no_process")) or (st.get("config") or {}).get("process") is None
 
@@ -285,6 +326,11 @@ def _destroy(store, cid, st, status):
                 mgr.destroy()
         except Exception as e:  # keep going: the state must still go
             errors.append(f"cgroup: {e}")
+    if st is not None and st.get("host_mnt_ns"):
+        try:
+            _umount_host_mounts(st.get("rootfs") or "", st.get("host_mounts_before") or ())
+        except OciError as e:
+            errors.append(str(e))
     poststop = None
     if st is not None and st.get("config", {}).get("hooks", {}).get("poststop"):
         poststop = st
@@ -390,8 +436,12 @@ class _Creator:
             raise OciError("config.json: /domainname: setting the domainname needs a uts namespace")
         if lin.intel_rdt is not None and not _resctrl_mounted():
             raise OciError("config.json: /linux/intelRdt: resctrl is not mounted on this host (/sys/fs/resctrl)")
-        if "mount" not in present:
-            raise OciError("config.json: /linux/namespaces: ocirun needs a mount namespace (none is listed)")
+        # config-linux.md: a namespace type that is not listed MUST be inherited from the runtime. Without a
+        # mount namespace the container's mounts are made in ours (the host's) under the rootfs and the process
+        # is chrooted there, as runc does; delete unmounts them again (runc leaves them on the host).
+        self.host_mnt = "mount" not in present
+        if self.host_mnt:
+            self._check_host_mount_ns(cfg, lin)
         from . import capabilities, process
 
         if cfg.process.apparmor_profile or cfg.process.selinux_label or lin.mount_label:
@@ -426,6 +476,22 @@ class _Creator:
             raise OciError("cannot allocate tty if ocirun will detach without setting console socket")
         if not cfg.process.terminal and self.opts.console_socket:
             raise OciError("cannot use console socket if ocirun will not allocate tty")
+
+    def _check_host_mount_ns(self, cfg, lin):
+        """What needs a mount namespace of the container's own: refused (one line) when there is none."""
+        why = "needs a mount namespace of the container's own (none is listed in /linux/namespaces)"
+        if lin.masked_paths:  # runc: "unable to restrict sys entries without a private MNT namespace"
+            raise OciError(f"config.json: /linux/maskedPaths: {why}")
+        if lin.readonly_paths:
+            raise OciError(f"config.json: /linux/readonlyPaths: {why}")
+        # runc would apply these to the host's own mounts (/ propagation, a read-only bind of the rootfs)
+        if lin.rootfs_propagation:
+            raise OciError(f"config.json: /linux/rootfsPropagation: {why}")
+        if cfg.root.readonly:
+            raise OciError(f"config.json: /root/readonly: {why}")
+        if self.opts.no_pivot:
+            raise OciError(f"--no-pivot: {why}")
+        self.host_mounts_before = sorted(_mounts_under(self.rootfs))
 
     def _socket_activation(self):
         """systemd socket activation, as runc: LISTEN_FDS meant for us are passed on as fds 3.. of the
@@ -496,7 +562,9 @@ class _Creator:
                 "bundle": self.bundle, "rootfs": self.rootfs, "created": self.created,
                 "annotations": cfg.annotations, "config": cfg.raw,
                 "cgroup": self.mgr.to_dict() if self.mgr is not None else None,
-                "no_new_keyring": bool(self.opts.no_new_keyring), "no_process": bool(self.no_process)}
+                "no_new_keyring": bool(self.opts.no_new_keyring), "no_process": bool(self.no_process),
+                "host_mnt_ns": bool(self.host_mnt),
+                "host_mounts_before": getattr(self, "host_mounts_before", None)}
 
     def _create(self, start, fg):
         cfg = self.cfg
@@ -716,6 +784,11 @@ class _Creator:
             _reap(self.stage1)
         if self.init_pid and not self.opts.detach:
             _reap(self.init_pid)
+        if getattr(self, "host_mnt", False):  # the init's mounts in the host's namespace
+            try:
+                _umount_host_mounts(self.rootfs, self.host_mounts_before)
+            except OciError as e:
+                _warn(f"cleanup: {e}")
         if self.mgr is not None:
             try:
                 self.mgr.destroy()
@@ -895,7 +968,8 @@ def _init(cr, chan, start):
     from . import devices, process, rootfs
 
     process.set_oom_score_adj(proc.oom_score_adj)
-    rootfs.prepare_root(sys, cr.rootfs, lin.rootfs_propagation)
+    if not cr.host_mnt:  # (in the host's mount namespace: nothing of the host's mounts is changed)
+        rootfs.prepare_root(sys, cr.rootfs, lin.rootfs_propagation)
     root = rootfs.Root(cr.rootfs, sys)
     ctx = rootfs.MountContext(cr.bundle, None, in_userns=cr.plan.in_user,
                               new_netns="network" in cr.plan.new, mount_label=lin.mount_label)
@@ -955,8 +1029,13 @@ def _init(cr, chan, start):
     sfilter = cr.sfilter  # compiled by stage 1 (see _child_main), loaded last
     listen_fd = cr.listen_fd  # bound by the parent: the state dir is root's (0700), the init may not be
     trace("init: hooks done")
-    rootfs.pivot(sys, cr.rootfs, cr.opts.no_pivot)
-    rootfs.apply_root_propagation(sys, lin.rootfs_propagation)
+    if cr.host_mnt:  # no mount namespace of its own: pivot_root would move the host's root; chroot as runc
+        os.chdir(cr.rootfs)
+        sys.chroot(".")
+        os.chdir("/")
+    else:
+        rootfs.pivot(sys, cr.rootfs, cr.opts.no_pivot)
+        rootfs.apply_root_propagation(sys, lin.rootfs_propagation)
     trace("init: pivoted")
     if lin.sysctl:  # before readonlyPaths makes /proc/sys read-only (runc's order)
         _sysctls(lin)

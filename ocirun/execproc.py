@@ -123,9 +123,20 @@ def exec_in(container, proc, opts):
             for _, _, fd in fds:
                 os.close(fd)
             raise StateError(f"cannot exec in {container.id}: {path}: {e.strerror}") from None
+    opts.root_fd = None
+    if st.get("host_mnt_ns"):
+        # no mount namespace of its own (it shares ours): the process is chrooted where the init is
+        try:
+            opts.root_fd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            for _, _, fd in fds:
+                os.close(fd)
+            raise StateError(f"cannot exec in {container.id}: /proc/{pid}/root: {e.strerror}") from None
     if St.proc_start_time(pid) != st.get("init_start_time"):
         for _, _, fd in fds:
             os.close(fd)
+        if opts.root_fd is not None:
+            os.close(opts.root_fd)
         raise StateError(f"cannot exec in a stopped container: {container.id}")
     console_fd = protocol.connect_unix(opts.console_socket) if opts.console_socket else None
     fg = not opts.detach
@@ -148,6 +159,8 @@ def exec_in(container, proc, opts):
         os._exit(255)
     for _, _, fd in fds:
         os.close(fd)
+    if opts.root_fd is not None:
+        os.close(opts.root_fd)
     cchan.close()
     if console_fd is not None:
         os.close(console_fd)
@@ -209,6 +222,9 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts, state, no_new
         sfilter = seccomp.prepare(lin.seccomp, state)
     # CVE-2024-21626 class: whatever fds our caller left open must be gone before we enter the container
     keep = {chan.fd} | {fd for _, _, fd in fds}
+    root_fd = getattr(opts, "root_fd", None)
+    if root_fd is not None:
+        keep.add(root_fd)
     if console_fd is not None:
         keep.add(console_fd)
     if sfilter is not None:
@@ -229,6 +245,11 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts, state, no_new
             os.close(fd)
         if t == "user":
             user_joined = True
+    if root_fd is not None:
+        os.fchdir(root_fd)
+        sys.chroot(".")
+        os.chdir("/")
+        os.close(root_fd)
     if any(t in ("pid", "time") for t, _, _ in fds):
         pid = os.fork()
         if pid:

@@ -95,3 +95,53 @@ def test_v1_device_rules_written_in_config_order(oci, bundle, cid):
         assert lines == want
     finally:
         oci("delete", "--force", c)
+
+
+def _no_mount_ns(cfg):
+    cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "mount"]
+    cfg["linux"].pop("maskedPaths", None)
+    cfg["linux"].pop("readonlyPaths", None)
+    cfg["root"]["readonly"] = False  # (refused without a mount namespace: it would remount a host mount)
+
+
+def _host_mount_points_under(path):
+    prefix = os.path.realpath(path).rstrip("/") + "/"
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
+
+
+def test_no_mount_namespace_container_and_exec_are_chrooted(oci, bundle, cid, wait_for):
+    """Without a mount namespace (inherited from the runtime, runtime-tools linux_ns_itype) the container's
+    mounts are made on the host under its rootfs, its process and `exec`'d ones see the rootfs as /, and
+    delete removes those mounts."""
+    b = bundle(["sh", "-c", "cat /marker > /seen; readlink /proc/self/ns/mnt >> /seen; sleep 60"],
+               edit=_no_mount_ns)
+    rootfs = bundle.rootfs(b)
+    with open(os.path.join(rootfs, "marker"), "w") as f:
+        f.write("inside-rootfs\n")
+    c = cid()
+    assert oci("create", "--bundle", b, c).returncode == 0
+    assert any(p.endswith("/proc") for p in _host_mount_points_under(rootfs))
+    assert oci("start", c).returncode == 0
+    seen = os.path.join(rootfs, "seen")
+    wait_for(lambda: os.path.exists(seen) and len(open(seen).read().splitlines()) == 2, what="/seen")
+    lines = open(seen).read().splitlines()
+    assert lines == ["inside-rootfs", os.readlink("/proc/self/ns/mnt")], lines
+    res = oci("exec", c, "cat", "/marker")
+    assert res.returncode == 0 and res.stdout == "inside-rootfs\n", str(res)
+    assert oci("delete", "--force", c).returncode == 0
+    assert _host_mount_points_under(rootfs) == []
+
+
+def test_no_mount_namespace_refuses_masked_paths(oci, bundle, cid):
+    """maskedPaths cannot be applied without a mount namespace of the container's own (runc refuses too)."""
+    def edit(cfg):
+        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "mount"]
+    b = bundle(edit=edit)
+    c = cid()
+    res = oci("create", "--bundle", b, c)
+    assert res.returncode == 1, str(res)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "/linux/maskedPaths" in lines[0], str(res)
+    assert oci("state", c).returncode == 1
+    assert _host_mount_points_under(bundle.rootfs(b)) == []
