@@ -15,7 +15,8 @@ capture dir under the container id, then execs runc with the same arguments. Not
 are the local busybox rootfs (ocirun.bundle.make_busybox_rootfs) imported into each engine.
 
 Host-specific noise is replaced by placeholders (see PROVENANCE.md); every other value is the producer's.
-The kubernetes/ (CRI) entries are written by hand and are not regenerated here.
+The cri-containerd/ and cri-o/ entries are written by hand (PROVENANCE.md) and are not regenerated here;
+the engine table of PROVENANCE.md is index.json in prose: update it with the entries.
 
 Needs: docker.io, podman, containerd, runc, crun, umoci, buildah (apt-get install ...), busybox-static.
 """
