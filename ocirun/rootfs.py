@@ -549,8 +549,7 @@ def _mount_cgroup(root, dest, opts, ctx, where, fstype):
                         os.close(pfd)
                 except FileExistsError:
                     pass
-    if opts.flags & S.MS_RDONLY:
-        _remount_bind(root, dest, opts.flags & ~(S.MS_REMOUNT | S.MS_BIND | S.MS_REC), where)
+    # the tmpfs itself stays writable, as runc leaves it (only the hierarchies bound into it are read-only)
 
 
 def prepare_root(sys, rootfs, propagation):
@@ -571,10 +570,13 @@ def prepare_root(sys, rootfs, propagation):
 
 def _parent_mount_propagation(sys, rootfs, propagation):
     """The mount holding the rootfs (the rootfs itself if it is a mount point, else the nearest mount above
-    it) becomes a slave when rootfsPropagation is slave/rslave (so the container's root keeps receiving the
-    host's mount events), else private, as runc does. Either way it is no longer shared (pivot_root(2)
-    refuses a shared parent) nor unbindable (the rootfs could not be bind-mounted onto itself)."""
-    flags = S.MS_SLAVE if PROPAGATION.get(propagation or "", 0) & S.MS_SLAVE else S.MS_PRIVATE
+    it) becomes a slave when rootfsPropagation is unset (= rslave) or slave/rslave, so the container's root and
+    the bind mounts made from that filesystem keep receiving the host's mount events (config.md: a `slave`
+    mount receives its source's events); private for an explicit private/shared/unbindable, as runc does.
+    Either way it is no longer shared (pivot_root(2) refuses a shared parent) nor unbindable (the rootfs could
+    not be bind-mounted onto itself). runc 1.2+ makes it private when unset too, which cuts such binds off
+    from their source: spec/EXTENSIONS.md."""
+    flags = S.MS_SLAVE if not propagation or PROPAGATION.get(propagation, 0) & S.MS_SLAVE else S.MS_PRIVATE
     path = rootfs
     while True:
         try:
@@ -594,9 +596,8 @@ def apply_root_propagation(sys, propagation):
     if not flag:
         return
     try:
-        if flag & S.MS_SHARED:
-            # the rootfs mount is a slave of the host's; "shared" means a peer group of its own, not slave+shared
-            sys.mount("", "/", "", S.MS_PRIVATE | (flag & S.MS_REC), None)
+        # as runc, only the flag itself: making / private first (recursively) would also take every volume out
+        # of its peer group with the host, and a Bidirectional (rshared) volume would no longer propagate
         sys.mount("", "/", "", flag, None)
     except OSError as e:
         raise OciError(f"linux.rootfsPropagation: cannot make / {propagation}: {os.strerror(e.errno)}") from None

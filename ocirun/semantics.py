@@ -188,18 +188,6 @@ def _memory_policy(ld, out):
         out.append(f"/linux/memoryPolicy/nodes: {mode} needs at least one node")
 
 
-_PROPAGATION = frozenset(("private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable",
-                          "runbindable"))
-_MOUNT_FLAG_OPTIONS = frozenset((
-    "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "iversion", "lazytime", "loud",
-    "mand", "noatime", "nodev", "nodiratime", "noexec", "noiversion", "nolazytime", "nomand", "norelatime",
-    "nostrictatime", "nosuid", "nosymfollow", "rbind", "relatime", "remount", "ro", "rw", "silent",
-    "strictatime", "suid", "sync", "symfollow", "tmpcopyup", "idmap", "ridmap",
-    "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec", "rnodiratime", "rdiratime",
-    "rrelatime", "rnorelatime", "rnoatime", "ratime", "rstrictatime", "rnostrictatime", "rnosymfollow",
-    "rsymfollow")) | _PROPAGATION
-
-
 def _mounts(doc, out):
     for i, m in enumerate(doc.get("mounts") or ()):
         if not isinstance(m, dict):
@@ -208,17 +196,6 @@ def _mounts(doc, out):
             v = m.get(k)
             if isinstance(v, str) and "\x00" in v:
                 out.append(f"/mounts/{i}/{k}: contains a NUL byte")
-        opts = [o for o in m.get("options") or () if isinstance(o, str)]
-        is_bind = m.get("type") == "bind" or "bind" in opts or "rbind" in opts
-        if is_bind:
-            data = [o for o in opts if o not in _MOUNT_FLAG_OPTIONS]
-            if data:
-                out.append(f"/mounts/{i}/options: a bind mount takes no filesystem options ({','.join(data)})")
-        idmapped = "idmap" in opts or "ridmap" in opts or m.get("uidMappings") or m.get("gidMappings")
-        if idmapped and not is_bind:
-            out.append(f"/mounts/{i}: idmapped mounts are only supported for bind mounts")
-        if (m.get("uidMappings") or m.get("gidMappings")) and not (m.get("uidMappings") and m.get("gidMappings")):
-            out.append(f"/mounts/{i}: an idmapped mount needs both uidMappings and gidMappings")
 
 
 # ---- helpers

@@ -10,6 +10,7 @@ The last line is {"kind": "summary", ...}. Needs root.
 import argparse
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -47,6 +48,8 @@ def main(argv=None):
     if os.geteuid() != 0:
         print("python -m tests.differential: needs root (it runs containers)", file=sys.stderr)
         return 2
+    # SIGTERM/SIGINT: unwind, so that the running cases and the workdir are cleaned up
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     t0 = time.monotonic()
     cases = generate(args.cases, args.seed, args.max_ops)
     print(f"{len(cases)} cases generated (seed {args.seed})", file=sys.stderr)

@@ -34,6 +34,9 @@ OCIRUN = os.environ.get("DIFF_OCIRUN", os.path.join(REPO, ".venv", "bin", "ociru
 CGROUP_ROOT = "/sys/fs/cgroup"
 CGROUP_PARENT = "ocirun-diff"          # seeds that have a cgroupsPath get /ocirun-diff/@ID@
 
+# The runtimes' own environment: small and the same for both (a hook without "env" may inherit it).
+RUNTIME_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "DIFF_RUNTIME_ENV": "1"}
+
 CREATE_TIMEOUT = 30
 STEP_TIMEOUT = 15
 WAIT_TIMEOUT = 15
@@ -260,7 +263,7 @@ class Runtime:
             out = open(stdout, "a") if stdout else subprocess.DEVNULL
             try:
                 p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, timeout=timeout,
-                                   cwd=cwd)
+                                   cwd=cwd, env=RUNTIME_ENV)
                 rc = p.returncode
             except subprocess.TimeoutExpired:
                 rc = "timeout"
@@ -272,7 +275,7 @@ class Runtime:
 
     def state(self, cid):
         r = subprocess.run([self.path, "--root", self.root, "state", cid], stdin=subprocess.DEVNULL,
-                           capture_output=True, text=True, timeout=STEP_TIMEOUT)
+                           capture_output=True, text=True, timeout=STEP_TIMEOUT, env=RUNTIME_ENV)
         if r.returncode != 0:
             return None
         try:

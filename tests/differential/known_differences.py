@@ -69,6 +69,12 @@ KNOWN = [
           "(specs.TimeNamespace: configs.NEWTIME); absent from v1.1.5",
           lambda c: "time" in _ns_types(c) or "timeOffsets" in _lin(c),
           keys=("ns.time", "timens_offsets"), verdicts=REFUSED_VS_RAN | RAN_VS_REFUSED),
+    Known("domainname", "1.2.0",
+          "runc 1.1.5 ignores the top-level domainname (the container keeps \"(none)\"); runc 1.2.0 sets it",
+          "HEAD:libcontainer/specconv/spec_linux.go (Domainname: spec.Domainname) and standard_init_linux.go "
+          "(setdomainname); absent from v1.1.5",
+          lambda c: isinstance(c, dict) and bool(c.get("domainname")),
+          keys=("domainname", "sysctl.kernel.domainname"), verdicts=RAN_VS_REFUSED),
     Known("personality", "1.2.0",
           "runc 1.1.5 ignores linux.personality (unknown field); runc 1.2.0 applies it and refuses bad domains",
           "HEAD:libcontainer/specconv/spec_linux.go and init_linux.go (Personality); absent from v1.1.5",

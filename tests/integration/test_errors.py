@@ -299,10 +299,10 @@ def test_failing_create_runtime_hook(oci, bundle, cid, tmp_path):
     b = bundle(["sleep", "60"], hooks=_hooks(script, out, ["prestart", "createRuntime", "poststop"]))
     res = create_fails(oci, b, cid())
     assert "createRuntime" in res.stderr and "3" in res.stderr, str(res)
-    # the hook did run, with the state of the container being created
+    # the hook did run, with the container's state (status "created", as crun: runtime-tools hooks_stdin)
     with open(os.path.join(out, "createRuntime.json")) as f:
         st = json.load(f)
-    assert st["status"] == "creating" and st["pid"] > 0
+    assert st["status"] == "created" and st["pid"] > 0
     # its init is gone (the leak checker also checks the cgroups and the state root)
     assert not _alive(st["pid"])
 
@@ -339,7 +339,7 @@ def test_hooks_receive_state_on_stdin(oci, bundle, cid, tmp_path, wait_for):
 
     for kind in ("prestart", "createRuntime"):
         st = load(kind)
-        assert st["id"] == c and st["pid"] == pid and st["status"] == "creating", (kind, st)
+        assert st["id"] == c and st["pid"] == pid and st["status"] == "created", (kind, st)
         assert st["bundle"] == os.path.realpath(b) and st["ociVersion"] == "1.3.0", (kind, st)
         assert st["annotations"] == annotations
     assert not os.path.exists(os.path.join(out, "poststart.json"))

@@ -217,7 +217,8 @@ def test_apply_every_v1_field(fk):
     assert r("blkio", "blkio.throttle.read_iops_device") == "8:0 80"
     assert r("blkio", "blkio.throttle.write_iops_device") == "8:16 90"
     lst = r("devices", "devices.list").splitlines()
-    assert lst[:2] == ["b *:* m", "c *:* m"] and "c 10:229 rw" in lst and "c 1:3 rwm" in lst
+    # config.json's rules in their order, then the default allow-list (runtime-tools: "MUST apply in order")
+    assert lst[0] == "c 10:229 rw" and lst[1:3] == ["c *:* m", "b *:* m"] and "c 1:3 rwm" in lst, lst
 
 
 def test_write_order_v1(fk):
@@ -235,11 +236,11 @@ def test_write_order_v1(fk):
     # period before quota; burst after quota; rt period before rt runtime
     assert files.index("cpu.cfs_period_us") < files.index("cpu.cfs_quota_us") < files.index("cpu.cfs_burst_us")
     assert files.index("cpu.rt_period_us") < files.index("cpu.rt_runtime_us")
-    # devices: the reset first, then the allow rules in (major, minor, type) order
+    # devices: the reset first, then config.json's rules in their order, then the default allow-list
     dev = [(f, v) for _d, f, v in fk.writes if f.startswith("devices.")]
     assert dev[0] == ("devices.deny", "a *:* rwm")
-    assert dev[1:4] == [("devices.allow", "b *:* m"), ("devices.allow", "c *:* m"), ("devices.allow", "c 1:3 rwm")]
-    assert ("devices.allow", "c 10:229 rw") in dev
+    assert dev[1] == ("devices.allow", "c 10:229 rw")
+    assert ("devices.allow", "c 1:3 rwm") in dev[2:] and ("devices.allow", "b *:* m") in dev[2:]
 
 
 def test_default_config_hot_path_writes(fk):

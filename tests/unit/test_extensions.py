@@ -130,10 +130,6 @@ def problems(edit):
     (lambda d: d["linux"].update(memoryPolicy={"mode": "MPOL_BIND", "nodes": "0-9876543210"}), "/linux/memoryPolicy/nodes"),
     (lambda d: d["process"].update(execCPUAffinity={"initial": "0-99999999"}), "/process/execCPUAffinity/initial"),
     (lambda d: d["linux"].update(netDevices={"eth/0": {}}), "/linux/netDevices/eth/0"),
-    (lambda d: d["mounts"].append({"destination": "/m", "type": "bind", "source": "/tmp", "options": ["bind", "size=1m"]}),
-     "/mounts/7/options"),
-    (lambda d: d["mounts"].append({"destination": "/m", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"]}),
-     "/mounts/7"),
     (lambda d: d["mounts"].append({"destination": "/m\x00", "type": "tmpfs", "source": "tmpfs"}), "/mounts/7/destination"),
     (lambda d: d["linux"].update(timeOffsets={"boottime": {"secs": 1}}) or d["linux"]["namespaces"].append(
         {"type": "time", "path": "/proc/1/ns/time"}), "/linux/timeOffsets"),
@@ -151,6 +147,9 @@ def test_runc_semantic_rules(edit, where):
     lambda d: d["process"].update(scheduler={"policy": "SCHED_FIFO", "priority": 10}),
     lambda d: d["mounts"].append({"destination": "/m", "type": "bind", "source": "/tmp",
                                   "options": ["rbind", "rslave", "ro", "nosuid", "rro", "idmap"]}),
+    # filesystem options on a bind mount are ignored, as runc 1.1 and crun do (runc 1.2+ refuses them, but
+    # runtime-tools' `mounts` validation, which crun passes, uses them)
+    lambda d: d["mounts"].append({"destination": "/m", "type": "bind", "source": "/tmp", "options": ["bind", "size=1m"]}),
 ])
 def test_runc_semantic_rules_accept(edit):
     assert problems(edit) == []

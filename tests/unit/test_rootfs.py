@@ -1006,8 +1006,8 @@ def test_prepare_root_default_and_explicit_propagation(env):
     ms = env.fake.mounts()
     assert (ms[0].source, ms[0].target, ms[0].fstype, ms[0].flags) == ("", "/", "", S.MS_SLAVE | S.MS_REC)
     assert (ms[-1].source, ms[-1].target, ms[-1].flags) == (env.rootfs, env.rootfs, S.MS_BIND | S.MS_REC)
-    # the mount holding the rootfs (here the rootfs itself: the fake takes any target) is made private
-    assert [(m.target, m.flags) for m in ms[1:-1]] == [(env.rootfs, S.MS_PRIVATE)]
+    # the mount holding the rootfs (here the rootfs itself: the fake takes any target) is made a slave
+    assert [(m.target, m.flags) for m in ms[1:-1]] == [(env.rootfs, S.MS_SLAVE)]
     fake = FakeSyscalls()
     R.prepare_root(fake, env.rootfs, "private")
     assert fake.mounts()[0].flags == S.MS_PRIVATE
@@ -1034,7 +1034,7 @@ def test_prepare_root_walks_up_to_the_mount_point():
     ok = [m for m in fake.mounts() if m.flags == S.MS_PRIVATE]
     assert [m.target for m in ok] == ["/a"]
     fake = FakeSyscalls()
-    fake.fail("mount", errno.EPERM, when=lambda c: c.args[1] == "/a/b/rootfs" and c.args[3] == S.MS_PRIVATE)
+    fake.fail("mount", errno.EPERM, when=lambda c: c.args[1] == "/a/b/rootfs" and c.args[3] == S.MS_SLAVE)
     with pytest.raises(OciError, match="cannot change the propagation of /a/b/rootfs"):
         R.prepare_root(fake, "/a/b/rootfs", None)
 
