@@ -351,8 +351,15 @@ def _warn(msg):
 
 
 def _hook_state(st, status):
-    return {"ociVersion": St.SPEC_VERSION, "id": st["id"], "status": status, "pid": st.get("pid", 0),
-            "bundle": st.get("bundle", ""), "annotations": st.get("annotations") or {}}
+    """The state a hook reads on stdin: as `ocirun state` shows it, without `pid` once stopped and without
+    empty `annotations` (state-schema: both optional there; runc writes neither)."""
+    out = {"ociVersion": St.SPEC_VERSION, "id": st["id"], "status": status}
+    if status != "stopped":
+        out["pid"] = st.get("pid", 0)
+    out["bundle"] = st.get("bundle", "")
+    if st.get("annotations"):
+        out["annotations"] = st["annotations"]
+    return out
 
 
 def _poststart(st, store, cid):
@@ -1025,7 +1032,8 @@ def _init(cr, chan, start):
         from . import hooks
 
         trace("init: createContainer hooks")
-        hooks.run_hooks("createContainer", h.create_container, _hook_state(cr._record("creating"), "created"))
+        hooks.run_hooks("createContainer", h.create_container, _hook_state(cr._record("creating"), "created"),
+                        default_env=proc.env if proc is not None else (), cwd=cr.rootfs)
     sfilter = cr.sfilter  # compiled by stage 1 (see _child_main), loaded last
     listen_fd = cr.listen_fd  # bound by the parent: the state dir is root's (0700), the init may not be
     trace("init: hooks done")
@@ -1122,7 +1130,8 @@ def _init(cr, chan, start):
     if h.start_container:
         from . import hooks
 
-        hooks.run_hooks("startContainer", h.start_container, _hook_state(cr._record("created"), "created"))
+        hooks.run_hooks("startContainer", h.start_container, _hook_state(cr._record("created"), "created"),
+                        default_env=proc.env if proc is not None else ())
     if not early:
         sfilter = finish()
     process.set_cpu_affinity(proc, "final")

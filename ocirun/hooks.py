@@ -10,15 +10,19 @@ class HookError(OciError):
     pass
 
 
-def run_hooks(kind, hooks, state, keep_going=False):
+def run_hooks(kind, hooks, state, keep_going=False, default_env=None, cwd=None):
     """Run every hook of one kind in order. The first failure raises HookError; with keep_going (poststop:
-    a failure is only a warning) every hook runs, each failure is logged, and nothing is raised."""
+    a failure is only a warning) every hook runs, each failure is logged, and nothing is raised.
+
+    A hook without `env` gets `default_env` (as runc: the runtime's own environment for the hooks run in the
+    runtime namespace, the container process's for createContainer/startContainer); `cwd` is where it runs
+    (None: where the caller is)."""
     if not hooks:
         return
     data = jsonio.dumps(state).encode()
     for i, h in enumerate(hooks):
         try:
-            run_one(f"hooks.{kind}[{i}]", h, data)
+            run_one(f"hooks.{kind}[{i}]", h, data, default_env, cwd)
         except HookError as e:
             if not keep_going:
                 raise
@@ -27,12 +31,21 @@ def run_hooks(kind, hooks, state, keep_going=False):
             log.warning(str(e))
 
 
-def run_one(where, hook, data):
+def run_one(where, hook, data, default_env=None, cwd=None):
     args = list(hook.args) if hook.args else [hook.path]
     env = {}
-    for e in hook.env or ():
-        k, _, v = e.partition("=")
-        env[k] = v
+    if hook.env:
+        for e in hook.env:
+            k, eq, v = e.partition("=")
+            if eq and k:  # an entry without "=" is no variable (runc leaves it out too)
+                env[k] = v
+    elif default_env is None:
+        env = dict(os.environ)
+    else:
+        for e in default_env:
+            k, eq, v = e.partition("=")
+            if eq and k:
+                env[k] = v
     rin, win = os.pipe()
     rout, wout = os.pipe()
     pid = os.fork()
@@ -42,6 +55,8 @@ def run_one(where, hook, data):
             os.dup2(wout, 1)
             os.dup2(wout, 2)
             os.closerange(3, 65536)
+            if cwd is not None:
+                os.chdir(cwd)
             os.execve(hook.path, args, env)
         except BaseException as e:
             try:
