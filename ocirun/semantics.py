@@ -12,6 +12,7 @@ IPC_SYSCTLS = frozenset(("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "ker
 MAX_CPUS = 8192  # the kernel's largest NR_CPUS
 MAX_NUMA_NODES = 1024  # the kernel's largest MAX_NUMNODES (1 << NODES_SHIFT, NODES_SHIFT <= 10)
 IFNAMSIZ = 16
+HOST_NAME_MAX = 64
 _MPOL_NO_NODES = ("MPOL_DEFAULT", "MPOL_LOCAL")
 _MPOL_NODES = ("MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_PREFERRED_MANY", "MPOL_WEIGHTED_INTERLEAVE")
 
@@ -22,6 +23,11 @@ def problems(doc):
     ld = doc.get("linux") if isinstance(doc.get("linux"), dict) else {}
     if isinstance(p, dict):
         _process(p, out)
+    for key in ("hostname", "domainname"):
+        v = doc.get(key)
+        if isinstance(v, str) and len(v.encode()) > HOST_NAME_MAX:
+            out.append(f"/{key}: longer than {HOST_NAME_MAX} bytes (the kernel refuses it)")
+    _string_maps(doc, ld, out)
     nss = _namespaces(ld, out)
     v = doc.get("ociVersion")
     if isinstance(v, str) and not semver(v):
@@ -65,9 +71,30 @@ def _namespaces(ld, out):
     return seen
 
 
+def _string_maps(doc, ld, out):
+    """annotations, sysctl and unified are maps of strings to runc (Go map[string]string): a key the schema's
+    pattern does not reach ("" or newlines only) with another value is refused too."""
+    res = ld.get("resources") if isinstance(ld.get("resources"), dict) else {}
+    for where, m in (("/annotations", doc.get("annotations")), ("/linux/sysctl", ld.get("sysctl")),
+                     ("/linux/resources/unified", res.get("unified"))):
+        if isinstance(m, dict):
+            for k, v in m.items():
+                if not isinstance(v, str):
+                    out.append(f"{where}/{k.replace('~', '~0').replace('/', '~1')}: the value must be a string")
+
+
 def _process(p, out):
     if not p.get("args") and not p.get("commandLine"):
         out.append("/process/args: must name the program to run (at least one element)")
+    for i, e in enumerate(p.get("env") or ()):
+        if isinstance(e, str):
+            name, eq, _ = e.partition("=")
+            if not eq:
+                out.append(f"/process/env/{i}: {e!r} is not NAME=VALUE (no '=')")
+            elif not name:
+                out.append(f"/process/env/{i}: {e!r} has an empty name")
+            elif "\x00" in e:
+                out.append(f"/process/env/{i}: contains a NUL byte")
     cwd = p.get("cwd")
     if isinstance(cwd, str) and not cwd.startswith("/"):
         out.append(f"/process/cwd: {cwd!r} must be an absolute path")

@@ -167,3 +167,18 @@ def test_warnings_relative_destination_and_personality_flags():
                                            ("0-9876543210", 1024, False), ("a", 8, False), ("1-", 8, False)])
 def test_list_problem_bounded(text, limit, ok):
     assert (semantics.list_problem(text, limit) is None) == ok
+
+
+@pytest.mark.parametrize("edit,where", [
+    (lambda d: d["process"].update(env=["PATH=/bin", "NOEQ"]), "/process/env/1"),
+    (lambda d: d["process"].update(env=["=x"]), "/process/env/0"),
+    (lambda d: d.update(annotations={"": 1}), "/annotations/"),
+    (lambda d: d["linux"].update(sysctl={"\n": 2}), "/linux/sysctl/\n"),
+    (lambda d: d.update(domainname="d" * 65), "/domainname"),
+    (lambda d: d.update(hostname="h" * 65), "/hostname"),
+])
+def test_runc_decoding_and_kernel_limits(edit, where):
+    """Go's map[string]string refuses non-string values under keys the schema's pattern misses; runc refuses an
+    env entry without '=' or with an empty name; the kernel refuses names over 64 bytes."""
+    ps = problems(edit)
+    assert ps and ps[0].startswith(where + ": "), ps  # (a sysctl "\n" is also outside any namespace)
