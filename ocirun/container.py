@@ -968,9 +968,10 @@ def _init(cr, chan, start):
     # As pid 1 of a pid namespace, a signal from outside reaches us only if we handle it.
     for sig in _CATCH:
         _signal.signal(sig, _die_on_signal)
-    if cfg.hostname is not None and "uts" in {n.type for n in lin.namespaces}:
+    # an empty name is not set (the new UTS namespace keeps the one it started with), as runc
+    if cfg.hostname and "uts" in {n.type for n in lin.namespaces}:
         sys.sethostname(cfg.hostname)
-    if cfg.domainname is not None:
+    if cfg.domainname:
         sys.setdomainname(cfg.domainname)
     from . import devices, process, rootfs
 
@@ -1048,10 +1049,11 @@ def _init(cr, chan, start):
     if lin.sysctl:  # before readonlyPaths makes /proc/sys read-only (runc's order)
         _sysctls(lin)
     croot = rootfs.Root("/", sys)
-    if lin.masked_paths:
-        rootfs.mask_paths(croot, lin.masked_paths)
+    # runc's order: read-only paths first, then masked ones (a path in both ends up masked)
     if lin.readonly_paths:
         rootfs.readonly_paths(croot, lin.readonly_paths)
+    if lin.masked_paths:
+        rootfs.mask_paths(croot, lin.masked_paths)
     croot.close()
     if applied_pending:
         chan.expect("applied")
@@ -1198,28 +1200,15 @@ def _setgroups_allowed(plan):
         return True
 
 
-_SYSCTL_NS = {"ipc": ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
-                      "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"),
-              "uts": ("kernel.hostname", "kernel.domainname")}
-
-
-def sysctl_namespace(key):
-    if key in _SYSCTL_NS["ipc"] or key.startswith("fs.mqueue."):
-        return "ipc"
-    if key in _SYSCTL_NS["uts"]:
-        return "uts"
-    if key.startswith("net."):
-        return "network"
-    return None
-
-
 def _sysctls(lin):
+    from .semantics import sysctl_key, sysctl_namespace
+
     owned = {n.type for n in lin.namespaces}
     for key, value in lin.sysctl.items():
-        ns = sysctl_namespace(key)
+        ns = sysctl_namespace(key)  # (checked at create already; kept here: the write acts on the kernel)
         if ns is None or ns not in owned:
             raise OciError(f"linux.sysctl: {key!r} is not in a separate kernel namespace the container owns")
-        path = "/proc/sys/" + key.replace(".", "/")
+        path = "/proc/sys/" + sysctl_key(key).replace(".", "/")
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         except OSError as e:
