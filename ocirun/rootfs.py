@@ -532,6 +532,8 @@ def _mount_cgroup(root, dest, opts, ctx, where, fstype):
     finally:
         os.close(fd)
     for name, host_dir in plan[1]:
+        if name in ("", "unified"):
+            continue  # a hybrid host's cgroup2 hierarchy: runc binds only the v1 hierarchies, so do we
         sub = dest + "/" + name
         sfd = root.ensure(sub, is_dir=True)
         try:
