@@ -1007,8 +1007,8 @@ def _init(cr, chan, start):
     if devices.needs_dev_setup(cfg.mounts):
         devices.create_devices(root, lin.devices, cr.plan.in_user)
         devices.create_symlinks(root)
-    elif lin.devices:
-        devices.create_devices(root, lin.devices, cr.plan.in_user, default=False)
+    # else /dev is a bind mount of a host directory: nothing is made, changed or removed in it, linux.devices
+    # included (runc the same): those are the host's own nodes (chmod, chown or unlink there acts on the host)
     try:
         os.close(root.mkdir_all(proc.cwd or "/"))
     except OciError as e:
@@ -1069,6 +1069,12 @@ def _init(cr, chan, start):
             chan.send_fd(master, "pty")
         os.close(master)
         terminal.make_controlling(slave)
+    if ctx.readonly_later:
+        croot = rootfs.Root("/", sys)
+        try:
+            rootfs.finish_readonly(croot, ctx)
+        finally:
+            croot.close()
     if cfg.root.readonly:
         rootfs.remount_root_readonly(sys)
     if cr.no_process:

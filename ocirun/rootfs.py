@@ -238,6 +238,7 @@ class MountContext:
         self.mount_label = mount_label
         self.ensure_placed = lambda: None  # the init's cgroup must be final before a cgroup mount
         self.idmap_fds = {}  # mount index -> fd of a detached idmapped mount tree, made by the parent
+        self.readonly_later = []  # (dest, where): read-only tmpfs and /dev, made read-only by finish_readonly()
 
 
 def mount_one(root, m, index, ctx):
@@ -288,6 +289,11 @@ def mount_one(root, m, index, ctx):
 
                 data = lsm.mount_label_data(data, ctx.mount_label)
             flags = opts.flags & ~S.MS_REMOUNT
+            if flags & S.MS_RDONLY and (fstype == "tmpfs" or dest == "/dev"):
+                # runc's order: files are still made there (device nodes, /dev/pts, the console, a tmpcopyup),
+                # so the mount is read-only only at the end, as a bind remount (finish_readonly)
+                flags &= ~S.MS_RDONLY
+                ctx.readonly_later.append((dest, where))
             if fstype == "sysfs" and (not ctx.new_netns or ctx.in_userns):
                 try:
                     _mount(sys, m.source or "sysfs", fd, "sysfs", flags, data, where)
@@ -323,6 +329,12 @@ def _existing_mode(root, dest):
         return stat.S_IMODE(os.fstat(fd).st_mode)
     finally:
         os.close(fd)
+
+
+def finish_readonly(root, ctx):
+    """The read-only tmpfs and /dev mounts, made read-only once everything in them exists (mount_one)."""
+    for dest, where in ctx.readonly_later:
+        _remount_bind(root, dest, S.MS_RDONLY, where)
 
 
 def make_idmapped_tree(sys, src, userns_fd, recursive, where):

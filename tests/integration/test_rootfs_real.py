@@ -93,7 +93,7 @@ def _create_fails_one_line(oci, b, cid):
 # ------------------------------------------------------------------------------------------------ option table
 # option -> (per-mount options present, per-mount options absent, superblock options present (tmpfs only))
 FLAG_TABLE = {
-    "ro": ({"ro"}, {"rw"}, {"ro"}),
+    "ro": ({"ro"}, {"rw"}, {"rw"}),  # a read-only tmpfs: the mount is ro, its superblock rw (made ro last, as runc)
     "rw": ({"rw"}, {"ro"}, {"rw"}),
     "nosuid": ({"nosuid"}, set(), set()),
     "suid": (set(), {"nosuid"}, set()),
@@ -692,7 +692,7 @@ def test_devices_in_user_namespace_are_host_binds(ctr):
     res = ctr(f"echo x > /dev/null && head -c 2 /dev/zero | wc -c; stat -c '%t %T' /dev/kmsg /dev/null; "
               f"echo {SEP}; {MI}", edit=edit)
     out, mi = H.sections(res.stdout)
-    assert out.split() == ["2", "1", "b", "1", "3"], out
+    assert out.split() == ["2", "1", "b", "1", "3"], (out, res.stderr)
     mi = H.by_mp(mi)
     host_dev = H.host_mount_at("/dev")
     for d in ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty", "/dev/kmsg"):
@@ -1047,3 +1047,35 @@ def test_mountinfo_shape_like_runc(oci, runc, bundle, cid, shared_tree, hostmnt)
     diff = {mp: (a[mp], r[mp]) for mp in a if a[mp] != r[mp]}
     assert not diff, "\n".join(f"{mp}: ocirun {x} / runc {y}" for mp, (x, y) in sorted(diff.items()))
     assert {"/rb", "/rb/sub", "/robind", "/etc/afile", "/scratch"} <= set(a)
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["root", "userns"])
+def test_devices_leave_a_bind_mounted_dev_alone(oci, runc, bundle, cid, tmp_path, userns):
+    """/dev bind-mounted from a host directory: linux.devices must not chmod, chown, replace or unlink the nodes
+    there (they are the host's). Found when a differential run left the host's /dev/null at mode 0600; runc makes
+    no device at all in that case (needsSetupDev), and neither does ocirun now."""
+    hostdev = tmp_path / "hostdev"
+    hostdev.mkdir()
+    os.chmod(hostdev, 0o755)
+    node = hostdev / "null"
+    os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    os.chmod(node, 0o666)
+    before = os.stat(node)
+
+    def edit(cfg):
+        if userns:
+            _userns(cfg)
+        cfg["mounts"] = [m for m in cfg["mounts"] if m["destination"] != "/dev"]
+        cfg["mounts"].append(_mount("/dev", "bind", str(hostdev), ["rbind"]))
+        cfg["linux"]["devices"] = [{"type": "c", "path": "/dev/null", "major": 1, "minor": 3, "fileMode": 0o600,
+                                    "uid": 1000, "gid": 1000},
+                                   {"type": "c", "path": "/dev/extra", "major": 1, "minor": 5}]
+    b = bundle(["true"], edit=edit)
+    for name, rt in (("ocirun", oci), ("runc", runc)):
+        i = cid(name)
+        r = rt("run", "--bundle", b, i)
+        rt("delete", "--force", i)
+        after = os.stat(node)
+        assert (after.st_ino, stat.S_IMODE(after.st_mode), after.st_uid, after.st_gid) == \
+            (before.st_ino, 0o666, before.st_uid, before.st_gid), (name, r)
+        assert sorted(os.listdir(hostdev)) == ["null"], (name, r)
