@@ -18,12 +18,12 @@ def check(env, case):
     d = normalize.compare(outcomes, env.host_ns)
     if d is None:
         return None
+    d["stderr"] = {n: _last_error(o) for n, o in outcomes.items()}
     rest, used = known_differences.explain(strategies.raw_config(case), d)
     if rest is None:
         return None
     rest = dict(rest)
     rest["known"] = used
-    rest["stderr"] = {n: _last_error(o) for n, o in outcomes.items()}
     return rest
 
 
