@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -77,6 +78,7 @@ class Env:
         self.lock = threading.Lock()
         self.roots = {}
         self.host_ns = {}
+        self.host_nodes = host_nodes()
         for name in os.listdir("/proc/self/ns"):
             try:
                 self.host_ns[name] = os.readlink(f"/proc/self/ns/{name}")
@@ -422,23 +424,64 @@ def run_pair(env, template, runtimes=None, keep=False):
         t.start()
     for t in threads:
         t.join()
+    check_host(env)
     if errs:
         raise next(iter(errs.values()))
     return res
+
+
+# The host's device nodes a container's devices or binds could reach (a runtime that chmods a node bind-mounted
+# from the host changes the host's node: it happened to /dev/null once). Checked after every pair.
+HOST_NODES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty", "/dev/ptmx")
+
+
+def host_nodes():
+    out = {}
+    for p in HOST_NODES:
+        try:
+            st = os.lstat(p)
+            out[p] = (st.st_mode, st.st_uid, st.st_gid, st.st_rdev)
+        except OSError:
+            out[p] = None
+    return out
+
+
+class HostChanged(RuntimeError):
+    pass
+
+
+def check_host(env):
+    """Raise HostChanged (after putting mode and owner back) when a host device node changed during the run."""
+    now = host_nodes()
+    changed = {p: (env.host_nodes[p], v) for p, v in now.items() if v != env.host_nodes.get(p)}
+    if not changed:
+        return
+    for p, (old, _new) in changed.items():
+        if old is not None:
+            try:
+                os.chmod(p, stat.S_IMODE(old[0]))
+                os.chown(p, old[1], old[2])
+            except OSError:
+                pass
+    raise HostChanged(f"a runtime changed the host's device nodes (restored): {changed}")
 
 
 # ----------------------------------------------------------------------------------------------- hooks
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 IN_CONTAINER_HOOKS = ("createContainer", "startContainer")
 
-# What every hook writes: its cwd, what stdin was, the state on stdin, its environment. It writes to the
+HOOK_NS = ("mnt", "pid", "net", "ipc", "uts", "user", "cgroup")
+# What every hook writes: its cwd, what stdin was, the state on stdin, the namespaces it runs in (each
+# compared as "host"/"new", normalize.parse_hook_log), its environment. It writes to the
 # bundle's hooklog/ when that path exists where it runs, else to /.hooklog (a bind of the same directory
 # inside the container, added by instrument() when a hook runs in the container).
 HOOK_SCRIPT = (
     'd=@BUNDLE@/hooklog; [ -d "$d" ] || d=' + HOOKLOG_IN_CTR + '; '
     'f="$d/$1"; '
     '{ echo "where=$d"; echo "cwd=$(pwd)"; echo "stdin_fd=$(readlink /proc/self/fd/0)"; '
-    'echo "state=$(cat)"; echo "--env--"; env; } > "$f" 2>&1; '
+    'echo "state=$(cat)"; '
+    'for n in ' + ' '.join(HOOK_NS) + '; do echo "ns_$n=$(readlink /proc/self/ns/$n)"; done; '
+    'echo "--env--"; env; } > "$f" 2>&1; '
     'echo "$1" >> "$d/order"; '
     'exit "$2"'
 )

@@ -239,6 +239,18 @@ def _poststop_accept(cfg, key, a, b):
     return bool(m) and int(m.group(1)) > i and a is None
 
 
+def _start_hook_env_accept(cfg, key, a, b):
+    m = re.match(r"^hook\[startContainer-(\d+)\]\.env$", key)
+    hooks = _hooks(cfg, "startContainer")
+    if not m or int(m.group(1)) >= len(hooks) or hooks[int(m.group(1))].get("env") != []:
+        return False
+    # runc 1.1.5: nothing (busybox sh then exports its built-in PATH); 1.3+: the process's env
+    penv = _proc(cfg).get("env")
+    penv = [e for e in penv if isinstance(e, str) and "=" in e] if isinstance(penv, list) else []
+    return a in ([], ["PATH=/sbin:/usr/sbin:/bin:/usr/bin"]) and isinstance(b, list) and \
+        set(penv) <= set(b) | {e for e in penv if e.startswith("PATH=")}
+
+
 KNOWN = [
     Known("tmpfs-mode-existing-dir", "1.2.0",
           "a tmpfs over an existing directory: runc 1.1.5 mounts, then chmods the mount point to the directory's "
@@ -273,7 +285,18 @@ KNOWN = [
           "HEAD:libcontainer/container_linux.go postStart() called from exec(); v1.1.5:libcontainer/"
           "container_linux.go start() (Hooks[configs.Poststart].RunHooks right after parent.start())",
           lambda c: bool(_hooks(c, "poststart")),
-          keys=("hook[poststart-",), accept=_state_status_accept("created", "running")),
+          keys=("hook[poststart-",), accept=_state_status_accept("created", "running"),
+          # a failing poststart hook: 1.1.5 fails the create, main the start
+          verdicts={("refused", "start-refused")}, stderr=r"hooks\.poststart\[\d+\]"),
+    Known("start-container-hook-empty-env", "1.3.0",
+          "a startContainer hook with \"env\": []: runc 1.1.5 runs it with an empty environment (Go's exec.Cmd "
+          "with a non-nil empty Env); runc 1.3.0 gives every startContainer hook whose env is empty (len 0) the "
+          "container process's environment",
+          "runc 6171da600 \"libct/configs: add HookList.SetDefaultEnv\" + 06f1e0765 (first in v1.3.0): "
+          "HEAD:libcontainer/configs/config.go SetDefaultEnv (len(ch.Env) == 0), HEAD:libcontainer/"
+          "standard_init_linux.go (h.SetDefaultEnv(l.config.Env)); absent from v1.1.5",
+          lambda c: any(isinstance(h, dict) and h.get("env") == [] for h in _hooks(c, "startContainer")),
+          keys=("hook[startContainer-",), accept=_start_hook_env_accept),
     Known("time-namespace", "1.2.0",
           "runc 1.1.5 has no time namespace: create fails with `namespace {\"time\" \"\"} does not exist`; "
           "runc 1.2.0 added NEWTIME and linux.timeOffsets",

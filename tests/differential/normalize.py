@@ -85,12 +85,17 @@ def _ns(nss, host_ns):
     return out
 
 
-def parse_hook_log(text, bundle, cid):
+def parse_hook_log(text, bundle, cid, host_ns=None):
     rec = {}
     head, _, env = text.partition("--env--\n")
     for line in head.splitlines():
         k, _, v = line.partition("=")
-        if k in ("where", "cwd", "stdin_fd"):
+        if k.startswith("ns_"):
+            # the namespace set the hook runs in: the runtime's (host) or the container's (new)
+            if host_ns is not None:
+                host = host_ns.get(k[3:])
+                rec[k] = "host" if v == host else ("absent" if not v else "new")
+        elif k in ("where", "cwd", "stdin_fd"):
             rec[k] = _subst(v, bundle, cid)
         elif k == "state":
             try:
@@ -138,7 +143,7 @@ def observation(outcome, host_ns):
             out[f"sysctl.{name}"] = v
         out["fds"] = _subst(p.get("fds"), b, cid)
     for name, text in outcome.hooks.items():
-        for k, v in parse_hook_log(text, b, cid).items():
+        for k, v in parse_hook_log(text, b, cid, host_ns).items():
             out[f"hook[{name}].{k}"] = v
     if outcome.hooks or outcome.hook_order:
         out["hooks.order"] = list(outcome.hook_order)
