@@ -228,8 +228,13 @@ class DockerEnv:
         left = ce.kill_procs(self.our_procs)
         if left:
             problems.append(f"processes left after dockerd and containerd stopped: {left}")
+        # dockerd itself bind-mounts --data-root onto itself (and makes it shared) when it does not sit on a shared
+        # mount, as on this VM where / is private; it does not always undo that at shutdown. That mount is
+        # dockerd's, not a leak of the runtime under test: removed without complaint. Anything else is a leak.
+        data = self.p("data")
         for mp in ce.unmount_under(self.base):
-            problems.append(f"mount left under {self.base}: {mp}")
+            if mp != data:
+                problems.append(f"mount left under {self.base}: {mp}")
         left = ce.remove_cgroup_tree(self.cgroup_parent)
         if left:
             problems.append(f"cgroups not removable: {left}")
