@@ -10,19 +10,20 @@ class HookError(OciError):
     pass
 
 
-def run_hooks(kind, hooks, state, keep_going=False, default_env=None, cwd=None):
+def run_hooks(kind, hooks, state, keep_going=False, default_env=None, cwd=None, empty_is_default=False):
     """Run every hook of one kind in order. The first failure raises HookError; with keep_going (poststop:
     a failure is only a warning) every hook runs, each failure is logged, and nothing is raised.
 
     A hook without `env` gets `default_env` (as runc: the runtime's own environment for the hooks run in the
-    runtime namespace, the container process's for createContainer/startContainer); `cwd` is where it runs
-    (None: where the caller is)."""
+    runtime namespace, the container process's for createContainer/startContainer); an empty `env` is an
+    empty environment, except with `empty_is_default` (runc's startContainer: SetDefaultEnv for len(env) == 0).
+    `cwd` is where it runs (None: where the caller is)."""
     if not hooks:
         return
     data = jsonio.dumps(state).encode()
     for i, h in enumerate(hooks):
         try:
-            run_one(f"hooks.{kind}[{i}]", h, data, default_env, cwd)
+            run_one(f"hooks.{kind}[{i}]", h, data, default_env, cwd, empty_is_default)
         except HookError as e:
             if not keep_going:
                 raise
@@ -31,21 +32,19 @@ def run_hooks(kind, hooks, state, keep_going=False, default_env=None, cwd=None):
             log.warning(str(e))
 
 
-def run_one(where, hook, data, default_env=None, cwd=None):
+def run_one(where, hook, data, default_env=None, cwd=None, empty_is_default=False):
     args = list(hook.args) if hook.args else [hook.path]
-    env = {}
-    if hook.env:
-        for e in hook.env:
-            k, eq, v = e.partition("=")
-            if eq and k:  # an entry without "=" is no variable (runc leaves it out too)
-                env[k] = v
+    if hook.env is not None and (hook.env or not empty_is_default):
+        entries = hook.env  # given, even empty: exactly that (runc: exec.Cmd{Env: c.Env})
     elif default_env is None:
-        env = dict(os.environ)
+        entries = _runtime_environ()  # not given, a runtime-namespace hook: the runtime's environment
     else:
-        for e in default_env:
-            k, eq, v = e.partition("=")
-            if eq and k:
-                env[k] = v
+        entries = default_env  # not given or empty, createContainer/startContainer: the container process's
+    env = {}
+    for e in entries:
+        k, eq, v = e.partition("=")
+        if eq and k:  # an entry without "=" is no variable (runc leaves it out too)
+            env[k] = v
     rin, win = os.pipe()
     rout, wout = os.pipe()
     pid = os.fork()
@@ -118,6 +117,17 @@ def _wait_deadline(pid, deadline, where, hook):
             os.waitpid(pid, 0)
             raise HookError(f"{where} {hook.path}: timed out after {hook.timeout}s")
         time.sleep(0.01)
+
+
+def _runtime_environ():
+    """The environment ocirun was started with: /proc/self/environ, not os.environ, which the interpreter
+    changed at start (PEP 538 locale coercion adds LC_CTYPE=C.UTF-8 under the C locale)."""
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return [f"{k}={v}" for k, v in os.environ.items()]
+    return [e.decode("utf-8", "surrogateescape") for e in raw.split(b"\0") if e]
 
 
 def _tail(out):

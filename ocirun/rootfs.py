@@ -471,31 +471,48 @@ def _tmpcopyup(root, fd, m, flags, data, where):
     import shutil
 
     tmp = tempfile.mkdtemp(prefix=".ocirun-tmpcopyup-")
+    private = False
     try:
-        sys.mount("tmpfs", tmp, "tmpfs", flags, data)
+        # a private mount of its own to stage in: MS_MOVE refuses a mount whose parent is shared (/ is, with
+        # rootfsPropagation shared), as runc's prepareTmp does
+        sys.mount(tmp, tmp, "", S.MS_BIND, None)
+        private = True
+        sys.mount("", tmp, "", S.MS_PRIVATE, None)
+        staging = os.path.join(tmp, "t")
+        os.mkdir(staging)
+        sys.mount("tmpfs", staging, "tmpfs", flags, data)
         try:
             src = S.fd_path(fd)
             for name in os.listdir(src):
                 s = os.path.join(src, name)
-                d = os.path.join(tmp, name)
+                d = os.path.join(staging, name)
                 if os.path.isdir(s) and not os.path.islink(s):
                     shutil.copytree(s, d, symlinks=True, copy_function=_copy_owned)
                     _keep_owners(s, d)
                 else:
                     _copy_owned(s, d)
+            # the mode comes from the options (mount_one puts mode=<the directory's mode> first where there was
+            # a directory; a new one keeps the kernel's 1777, as runc); the owner stays the directory's
             st = os.stat(src)
             given = {o.partition("=")[0] for o in (data or "").split(",")}
-            if "mode" not in given:
-                os.chmod(tmp, stat.S_IMODE(st.st_mode))
-            os.chown(tmp, st.st_uid if "uid" not in given else -1, st.st_gid if "gid" not in given else -1)
-            sys.mount(tmp, S.fd_path(fd), "", S.MS_MOVE, None)
+            os.chown(staging, st.st_uid if "uid" not in given else -1, st.st_gid if "gid" not in given else -1)
+            sys.mount(staging, S.fd_path(fd), "", S.MS_MOVE, None)
         except BaseException:
             try:
-                sys.umount2(tmp, S.MNT_DETACH)
+                sys.umount2(staging, S.MNT_DETACH)
             except OSError:
                 pass
             raise
     finally:
+        if private:
+            try:
+                sys.umount2(tmp, S.MNT_DETACH)
+            except OSError:
+                pass
+        try:
+            os.rmdir(os.path.join(tmp, "t"))
+        except OSError:
+            pass
         try:
             os.rmdir(tmp)
         except OSError:

@@ -547,11 +547,14 @@ def test_tmpcopyup_copies_then_moves(env, monkeypatch):
     os.symlink("/etc", p(env, "etc/evildir"))
     os.chmod(p(env, "etc"), 0o750)
     mount(env, "/etc", type="tmpfs", source="tmpfs", options=["tmpcopyup", "mode=755", "nosuid"])
-    tm, move = env.fake.mounts()
+    bind, private, tm, move = env.fake.mounts()
+    # staged under a private bind mount of its own (MS_MOVE refuses a mount whose parent is shared)
+    assert (bind.source, bind.flags) == (bind.target, S.MS_BIND) and os.path.dirname(bind.target) == str(tmpdir)
+    assert (private.target, private.flags) == (bind.target, S.MS_PRIVATE)
     # the existing directory's mode first, the configured one after it (the kernel keeps the last)
     assert (tm.source, tm.fstype, tm.flags, tm.data) == ("tmpfs", "tmpfs", S.MS_NOSUID, "mode=0750,mode=755")
     staging = tm.target
-    assert os.path.dirname(staging) == str(tmpdir)
+    assert os.path.dirname(staging) == bind.target
     assert (move.source, move.fstype, move.flags) == (staging, "", S.MS_MOVE)
     assert move.target_real == p(env, "etc")
     # the fake did not mount, so the copy landed in the staging directory itself
