@@ -401,6 +401,14 @@ def observe(prep, data, groups, holder):
                        "propagation": propagation_of(seen, groups[1] if dst in prep.vol_dirs else groups[0]),
                        "super": sorted(o for o in seen["super"].split(",") if o.startswith(("mode=", "size=")))}
     obs["mounts"] = mounts
+    # every mount the container sees, by mount point (stacked ones in order): what the runtime adds beyond the
+    # config (masked and read-only paths, the hierarchies of a cgroup mount, /dev/pts, ...) counts too
+    table = {}
+    for m in data["mounts"]:
+        opts = m["options"].split(",")
+        table.setdefault(m["mountpoint"], []).append(
+            f"{m['fstype']} {','.join(o for o in FLAG_OPTS if o in opts) or '-'}")
+    obs["mount_table"] = table
     obs["caps"] = {k: int(v, 16) for k, v in data["capabilities"].items()}
     obs["ids"] = {"uid": data["uid"], "gid": data["gid"], "groups": sorted(data["groups"])}
     obs["rlimits"] = {r["type"]: data["rlimits"].get(r["type"]) for r in (cfg["process"].get("rlimits") or [])}
