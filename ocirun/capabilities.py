@@ -82,6 +82,28 @@ def drop_unavailable(r, bounding_mask=None):
                                   f"and cannot be granted; ignored")
 
 
+def check_sets(r):
+    """What the kernel's capset(2) would refuse, said at create rather than at start (runc refuses these at create
+    too: "unable to apply caps"): effective beyond permitted, inheritable beyond the bounding set. An ambient
+    capability that is not both permitted and inheritable cannot be raised: a warning (runc's), left out."""
+    from .errors import OciError
+
+    bnd, perm, inh = set(r.bounding or ()), set(r.permitted or ()), set(r.inheritable or ())
+    for sname, have, limit, what in (("effective", r.effective, perm, "permitted"),
+                                     ("inheritable", r.inheritable, bnd, "bounding")):
+        extra = [c for c in have or () if c not in limit]
+        if extra:
+            raise OciError(f"process.capabilities.{sname}: {', '.join(_name(c) for c in extra)} not in the {what} "
+                           f"set (the kernel refuses that)")
+    if r.ambient:
+        keep = [c for c in r.ambient if c in perm and c in inh]
+        for c in r.ambient:
+            if c not in keep:
+                r.warnings.append(f"process.capabilities.ambient: {_name(c)} is not both permitted and inheritable "
+                                  f"and cannot be raised; ignored")
+        r.ambient = keep
+
+
 def drop_bounding(r, kernel_last=None):
     """Drop every capability not in the bounding set (needs CAP_SETPCAP: call before switching user)."""
     keep = set(r.bounding or ())

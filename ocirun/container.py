@@ -457,6 +457,7 @@ class _Creator:
             lsm.check(cfg.process, cfg.linux)
         self.caps = capabilities.resolve(cfg.process.capabilities)
         capabilities.drop_unavailable(self.caps)
+        capabilities.check_sets(self.caps)
         for w in self.caps.warnings:
             _warn(w)
         process.check_rlimits(cfg.process.rlimits)

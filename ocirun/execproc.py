@@ -106,6 +106,7 @@ def exec_in(container, proc, opts):
 
     caps = capabilities.resolve(proc.capabilities)
     capabilities.drop_unavailable(caps)
+    capabilities.check_sets(caps)
     process.check_rlimits(proc.rlimits)
     process.check_scheduling(proc)
     if proc.terminal and not opts.console_socket and opts.detach:

@@ -108,8 +108,6 @@ def _cgroups(cfg, lin, systemd, out):
         val = res.get(key)
         if not val or ctrl in by_ctrl:
             continue
-        if key == "hugepageLimits" and "hugetlb" in _v2_controllers():
-            continue  # a hybrid host with hugetlb on cgroup2: written there
         if key == "network":
             sub = [(f"{RES}/network/classID", "net_cls")] if val.get("classID") is not None else []
             sub += [(f"{RES}/network/priorities", "net_prio")] if val.get("priorities") else []

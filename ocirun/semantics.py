@@ -53,7 +53,12 @@ def warnings(doc):
         d = m.get("destination") if isinstance(m, dict) else None
         if isinstance(d, str) and not d.startswith("/"):
             out.append(f"mounts[{i}]: destination {d!r} is not absolute; taken as relative to / (deprecated)")
-    pers = (doc.get("linux") or {}).get("personality")
+    ld = doc.get("linux") if isinstance(doc.get("linux"), dict) else {}
+    if not any(isinstance(n, dict) and n.get("type") == "user" for n in ld.get("namespaces") or ()):
+        for key in ("uidMappings", "gidMappings"):
+            if ld.get(key):
+                out.append(f"linux.{key}: ignored: there is no user namespace in linux.namespaces")
+    pers = ld.get("personality")
     if isinstance(pers, dict) and pers.get("flags"):
         out.append(f"linux.personality.flags: ignoring unsupported personality flags {pers['flags']}")
     return out
@@ -120,10 +125,7 @@ def _user_and_time(ld, nss, out):
     if "user" in nss:
         if not nss["user"] and not ld.get("uidMappings") and not ld.get("gidMappings"):
             out.append("/linux/namespaces: a new user namespace needs linux.uidMappings and linux.gidMappings")
-    else:
-        for key in ("uidMappings", "gidMappings"):
-            if ld.get(key):
-                out.append(f"/linux/{key}: ID mappings need a user namespace in /linux/namespaces")
+    # (mappings without a user namespace are not used: a warning, as runc reads them only with one)
     if "time" in nss:
         if nss["time"] and ld.get("timeOffsets"):
             out.append("/linux/timeOffsets: cannot set time offsets when joining a time namespace by path")

@@ -195,11 +195,8 @@ class V1Manager:
         todo = []
         for ctrl, fname, value, field in ops:
             d = self.by_ctrl.get(ctrl)
-            if d is None and ctrl == "hugetlb":
-                u = self._unified_hugetlb(value, field)
-                if u is not None:
-                    todo.append((u[0], None, u[1], field))
-                    continue
+            # (hugepageLimits on a hybrid host whose hugetlb is only on cgroup2: refused, as runc does; the
+            # limit can still be set there with linux.resources.unified "hugetlb.<size>.max")
             if d is None:
                 what = fname or ctrl + ".*"
                 raise CgroupError(f"{field}: cannot write {what}: no such file (cgroup controller {ctrl} "
@@ -262,23 +259,6 @@ class V1Manager:
                 except OSError as e:
                     raise CgroupError(f"{field}: cannot enable {ctrl} in {d}/cgroup.subtree_control: "
                                       f"{C.reason(e)}") from None
-
-    def _unified_hugetlb(self, op, field):
-        """Hybrid hosts may carry hugetlb on the cgroup2 mount only: enable it down to the container there."""
-        from .resources import hugetlb_v2
-
-        udir = self.by_ctrl.get("")
-        if udir is None or not hasattr(op, "hugetlb"):
-            return None
-        mp = next(h[1] for h in self.hierarchies if h[2] == "cgroup2")
-        avail = C.try_read(mp, "cgroup.controllers", "").split()
-        if "hugetlb" not in avail:
-            return None
-        self._enable_v2_chain(udir, mp, "hugetlb", field)
-        label, limit = op.hugetlb
-        return (udir, hugetlb_v2(label, limit, field))
-
-    # ------------------------------------------------------------------------------------------ processes
 
     def add_pid(self, pid):
         s = str(pid)

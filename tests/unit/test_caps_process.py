@@ -325,3 +325,21 @@ def test_join_error_names_the_namespace(tmp_path):
     assert str(ei.value) == f"linux.namespaces: cannot join ipc namespace {f}: Invalid argument"
     with pytest.raises(OSError):
         os.fstat(fd)
+
+
+def test_check_sets_refuses_what_capset_refuses_and_warns_for_ambient():
+    """capset(2): effective must be within permitted, inheritable within the bounding set; runc refuses both at
+    create ("unable to apply caps"), so ocirun says so at create, not at start. Ambient capabilities that are not
+    permitted and inheritable cannot be raised: warned about (runc) and left out."""
+    r = Cap.resolve(caps(bounding=[], inheritable=["CAP_SYS_BOOT"], permitted=[], effective=[]), kernel_last=40)
+    with pytest.raises(OciError, match=r"process.capabilities.inheritable: CAP_SYS_BOOT not in the bounding set"):
+        Cap.check_sets(r)
+    r = Cap.resolve(caps(bounding=["CAP_KILL"], effective=["CAP_KILL"], permitted=[]), kernel_last=40)
+    with pytest.raises(OciError, match=r"process.capabilities.effective: CAP_KILL not in the permitted set"):
+        Cap.check_sets(r)
+    r = Cap.resolve(caps(bounding=["CAP_KILL", "CAP_CHOWN"], effective=["CAP_KILL"], permitted=["CAP_KILL", "CAP_CHOWN"],
+                         inheritable=["CAP_KILL"], ambient=["CAP_KILL", "CAP_CHOWN"]), kernel_last=40)
+    Cap.check_sets(r)
+    assert r.ambient == [Cap.NUMBER["CAP_KILL"]]
+    assert r.warnings == ["process.capabilities.ambient: CAP_CHOWN is not both permitted and inheritable and cannot "
+                          "be raised; ignored"]
