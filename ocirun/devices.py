@@ -99,13 +99,14 @@ def _make_one(sys, pfd, name, d, in_userns, label):
         pass
     dev = os.makedev(d.major or 0, d.minor or 0) if d.type != "p" else 0
     try:
-        sys.mknodat(pfd, name, ftype | (mode & 0o7777), dev)
+        sys.mknodat(pfd, name, ftype | (mode & 0o777), dev)
     except OSError as e:
         raise OciError(f"{label}: mknod: {os.strerror(e.errno)}") from None
     fd = sys.openat2(pfd, name, os.O_PATH, 0, S.RESOLVE_BENEATH | S.RESOLVE_NO_SYMLINKS)
     try:
-        # chmod explicitly: mknod's mode is filtered by the umask
-        os.chmod(S.fd_path(fd), mode & 0o7777)
+        # chmod explicitly: mknod's mode is filtered by the umask; permission bits only (no setuid/setgid/sticky
+        # on a device node: runc's result too)
+        os.chmod(S.fd_path(fd), mode & 0o777)
         uid = d.uid if d.uid is not None else 0
         gid = d.gid if d.gid is not None else 0
         if uid or gid:
@@ -129,7 +130,7 @@ def _matches_existing(pfd, name, d, label):
     if not same:
         raise OciError(f"{label}: a file that is not this device already exists there")
     mode = d.file_mode if d.file_mode is not None else 0o666
-    os.chmod(name, mode & 0o7777, dir_fd=pfd, follow_symlinks=False)
+    os.chmod(name, mode & 0o777, dir_fd=pfd, follow_symlinks=False)
     if d.uid is not None or d.gid is not None:
         os.chown(name, d.uid if d.uid is not None else -1, d.gid if d.gid is not None else -1, dir_fd=pfd,
                  follow_symlinks=False)

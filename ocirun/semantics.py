@@ -225,6 +225,12 @@ def _mounts(doc, out):
             v = m.get(k)
             if isinstance(v, str) and "\x00" in v:
                 out.append(f"/mounts/{i}/{k}: contains a NUL byte")
+        opts = m.get("options") or ()
+        if m.get("type") == "bind" and not ("bind" in opts or "rbind" in opts):
+            # config.md: a bind mount is one whose options include bind or rbind; runc then mounts a filesystem
+            # of type "bind", which does not exist
+            out.append(f"/mounts/{i}/options: type \"bind\" needs a bind or rbind option (no filesystem is "
+                       f"called bind)")
 
 
 # ---- helpers

@@ -131,6 +131,7 @@ def problems(edit):
     (lambda d: d["process"].update(execCPUAffinity={"initial": "0-99999999"}), "/process/execCPUAffinity/initial"),
     (lambda d: d["linux"].update(netDevices={"eth/0": {}}), "/linux/netDevices/eth/0"),
     (lambda d: d["mounts"].append({"destination": "/m\x00", "type": "tmpfs", "source": "tmpfs"}), "/mounts/7/destination"),
+    (lambda d: d["mounts"].append({"destination": "/m", "type": "bind", "source": "/tmp"}), "/mounts/7/options"),
     (lambda d: d["linux"].update(timeOffsets={"boottime": {"secs": 1}}) or d["linux"]["namespaces"].append(
         {"type": "time", "path": "/proc/1/ns/time"}), "/linux/timeOffsets"),
 ])
