@@ -982,6 +982,7 @@ def _init(cr, chan, start):
     root = rootfs.Root(cr.rootfs, sys)
     ctx = rootfs.MountContext(cr.bundle, None, in_userns=cr.plan.in_user,
                               new_netns="network" in cr.plan.new, mount_label=lin.mount_label)
+    ctx.cgroup_ns = "cgroup" in cr.plan.new
     placed = []
 
     def ensure_placed():

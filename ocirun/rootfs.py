@@ -238,6 +238,7 @@ class MountContext:
         self.mount_label = mount_label
         self.ensure_placed = lambda: None  # the init's cgroup must be final before a cgroup mount
         self.idmap_fds = {}  # mount index -> fd of a detached idmapped mount tree, made by the parent
+        self.cgroup_ns = False  # the container has a cgroup namespace of its own (cgroup v1: fresh mounts)
         self.readonly_later = []  # (dest, where): read-only tmpfs and /dev, made read-only by finish_readonly()
 
 
@@ -566,10 +567,18 @@ def _mount_cgroup(root, dest, opts, ctx, where, fstype):
         sub = dest + "/" + name
         sfd = root.ensure(sub, is_dir=True)
         try:
-            _mount(sys, host_dir, sfd, "", S.MS_BIND | S.MS_REC, None, where)
+            if ctx.cgroup_ns:
+                # in a cgroup namespace of its own, each hierarchy is mounted afresh (its root is the container's
+                # cgroup), as runc does: source "systemd" and name=systemd for the named systemd hierarchy
+                named = name == "systemd"
+                _mount(sys, "systemd" if named else "cgroup", sfd, "cgroup",
+                       opts.flags & ~(S.MS_REMOUNT | S.MS_BIND | S.MS_REC), "name=systemd" if named else name, where)
+            else:
+                _mount(sys, host_dir, sfd, "", S.MS_BIND | S.MS_REC, None, where)
         finally:
             os.close(sfd)
-        _remount_bind(root, sub, opts.flags & ~(S.MS_REMOUNT | S.MS_BIND | S.MS_REC), where)
+        if not ctx.cgroup_ns:
+            _remount_bind(root, sub, opts.flags & ~(S.MS_REMOUNT | S.MS_BIND | S.MS_REC), where)
         if "," in name:  # co-mounted controllers (cpu,cpuacct): the usual symlinks
             for alias in name.split(","):
                 try:
