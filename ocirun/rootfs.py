@@ -643,8 +643,43 @@ def apply_root_propagation(sys, propagation):
         raise OciError(f"linux.rootfsPropagation: cannot make / {propagation}: {os.strerror(e.errno)}") from None
 
 
+def _hide_host_proc_sys(sys, rootfs):
+    """--no-pivot: the host's own full proc and sysfs mounts stay in our mount namespace beside the rootfs, and
+    while one is reachable the kernel lets the container mount a new procfs/sysfs (its check looks at every
+    mount of the namespace). Detach them (a tmpfs over any that cannot be), as runc's msMoveRoot does."""
+    from .cgroups.common import _unescape
+
+    prefix = rootfs.rstrip("/") + "/"
+    with open("/proc/self/mountinfo") as f:
+        lines = f.read().splitlines()
+    full = []
+    for line in lines:
+        pre, _, post = line.partition(" - ")
+        fields, fstype = pre.split(" "), post.split(" ")[0]
+        mp, mroot = _unescape(fields[4]), _unescape(fields[3])
+        if fstype in ("proc", "sysfs") and mroot == "/" and mp != rootfs and not mp.startswith(prefix):
+            full.append(mp)
+    for mp in full:
+        try:
+            sys.mount("", mp, "", S.MS_SLAVE | S.MS_REC, None)  # the unmount must not reach the host
+        except OSError as e:
+            if e.errno == errno.ENOENT:
+                continue  # under something already detached
+            raise OciError(f"--no-pivot: cannot make {mp} a slave: {os.strerror(e.errno)}") from None
+        try:
+            sys.umount2(mp, S.MNT_DETACH)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.EPERM):
+                raise OciError(f"--no-pivot: cannot detach the host's {mp}: {os.strerror(e.errno)}") from None
+            try:
+                sys.mount("tmpfs", mp, "tmpfs", 0, None)
+            except OSError as e2:
+                raise OciError(f"--no-pivot: cannot cover the host's {mp}: {os.strerror(e2.errno)}") from None
+
+
 def pivot(sys, rootfs, no_pivot=False):
     if no_pivot:
+        _hide_host_proc_sys(sys, rootfs)
         os.chdir(rootfs)
         try:
             sys.mount(rootfs, "/", "", S.MS_MOVE, None)

@@ -1079,3 +1079,18 @@ def test_devices_leave_a_bind_mounted_dev_alone(oci, runc, bundle, cid, tmp_path
         assert (after.st_ino, stat.S_IMODE(after.st_mode), after.st_uid, after.st_gid) == \
             (before.st_ino, 0o666, before.st_uid, before.st_gid), (name, r)
         assert sorted(os.listdir(hostdev)) == ["null"], (name, r)
+
+
+def test_no_pivot_does_not_expose_bare_proc(oci, runc, bundle, cid):
+    """--no-pivot keeps the old root's mounts in the namespace; while the host's full /proc is reachable there,
+    a user namespace inside the container could mount a fresh procfs and write /proc/sysrq-trigger. The host's
+    proc and sysfs mounts are detached first (runc's msMoveRoot; runc's bats no_pivot.bats)."""
+    def edit(cfg):
+        for k in ("bounding", "permitted"):
+            cfg["process"]["capabilities"][k].append("CAP_SETFCAP")
+    b = bundle(["busybox", "unshare", "-mrpf", "sh", "-c", "mount -t proc none /proc && echo EXPOSED"], edit=edit)
+    for name, rt in (("ocirun", oci), ("runc", runc)):
+        i = cid(name)
+        r = rt("run", "--no-pivot", "--bundle", b, i)
+        rt("delete", "--force", i)
+        assert "EXPOSED" not in r.stdout and "ermission denied" in r.stderr + r.stdout, (name, r)

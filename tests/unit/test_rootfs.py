@@ -1062,10 +1062,15 @@ def test_pivot_root_sequence(env, monkeypatch):
 def test_pivot_no_pivot_moves_and_chroots(env, monkeypatch):
     monkeypatch.chdir(env.tmp)
     R.pivot(env.fake, env.rootfs, no_pivot=True)
-    assert [(c.op, c.args) for c in env.fake.calls] == [
-        ("mount", (env.rootfs, "/", "", S.MS_MOVE, None)),
-        ("chroot", (".",)),
-    ]
+    calls = [(c.op, c.args) for c in env.fake.calls]
+    assert calls[-2:] == [("mount", (env.rootfs, "/", "", S.MS_MOVE, None)), ("chroot", (".",))]
+    # before the move: every full proc/sysfs mount outside the rootfs made a slave, then detached (runc's
+    # msMoveRoot: while one stays reachable, the container may mount a fresh procfs)
+    with open("/proc/self/mountinfo") as f:
+        full = [ln.split()[4] for ln in f if ln.split(" - ")[1].split()[0] in ("proc", "sysfs") and ln.split()[3] == "/"]
+    assert full, "the host has no proc mount?"
+    assert calls[:-2] == [c for mp in full for c in (("mount", ("", mp, "", S.MS_SLAVE | S.MS_REC, None)),
+                                                     ("umount2", (mp, S.MNT_DETACH)))]
 
 
 def test_pivot_failure_message(env, monkeypatch):
