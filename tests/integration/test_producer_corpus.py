@@ -43,6 +43,7 @@ import ctypes
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -379,6 +380,16 @@ def propagation_of(mount, host_group):
     return "shared" if shared else "slave" if master else "private"
 
 
+def _fd_kind(target):
+    """/proc/self/fd/N's link as a kind: pipe, socket, anon_inode:..., /dev/null, pty, file (some other file)."""
+    m = re.match(r"^(pipe|socket):\[\d+\]$", target or "")
+    if m:
+        return m.group(1)
+    if (target or "").startswith(("anon_inode:", "/dev/null")):
+        return target
+    return "pty" if (target or "").startswith(("/dev/pts/", "/dev/console")) else "file"
+
+
 def observe(prep, data, groups, holder):
     """What the producer asked for, as the probe saw it (comparable across runtimes)."""
     cfg = prep.cfg
@@ -418,6 +429,17 @@ def observe(prep, data, groups, holder):
     obs["seccomp"] = data["seccomp"]
     obs["oom_score_adj"] = data["oom_score_adj"]
     obs["hostname"] = data["hostname"]
+    # the rest of the process's view: the same under both runtimes (their container ids replaced)
+    def unid(v):
+        return v.replace(prep.cid, "<id>") if isinstance(v, str) else v
+    obs["process"] = {
+        # what kind of file each open descriptor is (a runtime's own descriptors leaking in would show)
+        "fds": {f["fd"]: _fd_kind(f["target"]) for f in data["fds"]},
+        "umask": data["umask"], "cwd": data["cwd"], "env": sorted(unid(e) for e in data["env"]),
+        "domainname": data["domainname"], "cgroup": unid(data["cgroup"]), "personality": data["personality"],
+        "sched": [data["sched_policy"], data["sched_priority"], data["sched_reset_on_fork"], data["nice"]],
+        "ioprio": data["ioprio"], "cpus_allowed": data["cpus_allowed"], "mempolicy": data["mempolicy"],
+        "tty": {k: bool(v) for k, v in data["tty"].items()}}
     me = os.getpid()
     names = {"network": "net", "mount": "mnt", "pid": "pid", "ipc": "ipc", "uts": "uts", "user": "user",
              "cgroup": "cgroup"}
