@@ -139,8 +139,9 @@ class Root:
         except OSError:
             return "?"
 
-    def mkdir_all(self, path, mode=0o755):
-        """mkdir -p inside the root; returns an O_PATH fd of the directory."""
+    def mkdir_all(self, path, mode=0o755, _depth=0):
+        """mkdir -p inside the root; returns an O_PATH fd of the directory. A dangling symlink on the way is
+        followed inside the root and its target made there (as runc's MkdirAllInRoot), never on the host."""
         rel = clean(path)
         if rel:
             try:  # it exists, usually: one openat2 (RESOLVE_IN_ROOT) instead of one per component
@@ -164,8 +165,16 @@ class Root:
                 try:
                     nfd = self.resolve("/".join(done), os.O_PATH | os.O_DIRECTORY)
                 except FileNotFoundError:
+                    try:
+                        target = os.readlink(comp, dir_fd=fd)
+                    except OSError:
+                        target = None
                     os.close(fd)
-                    raise OciError(f"{path}: {'/' + '/'.join(done)} is a dangling symlink") from None
+                    if target is None or _depth >= 40:
+                        raise OciError(f"{path}: {'/' + '/'.join(done)} is a dangling symlink") from None
+                    rest = rel.split("/")[len(done):]
+                    base = target if target.startswith("/") else "/" + "/".join(done[:-1] + [target])
+                    return self.mkdir_all("/".join([base] + rest), mode, _depth + 1)
             except NotADirectoryError:
                 os.close(fd)
                 raise OciError(f"{path}: {'/' + '/'.join(done)} exists and is not a directory") from None
@@ -242,10 +251,20 @@ class MountContext:
         self.readonly_later = []  # (dest, where): read-only tmpfs and /dev, made read-only by finish_readonly()
 
 
+def strip_root(rootfs, path):
+    """A destination written as a host path under the rootfs ("<rootfs>/mnt") means the container's /mnt, as
+    runc reads it (pathrs.LexicallyStripRoot)."""
+    r = "/" + clean(rootfs or "")
+    p = "/" + clean(path)
+    if r != "/" and (p == r or p.startswith(r + "/")):
+        return p[len(r):] or "/"
+    return path
+
+
 def mount_one(root, m, index, ctx):
     """Perform config mount number `index` inside `root`. Errors name the mount: `mounts[3] /data: ...`."""
     sys = root.sys
-    dest = "/" + clean(m.destination)
+    dest = "/" + clean(strip_root(root.path, m.destination))
     where = f"mounts[{index}] {m.destination}"
     opts = MountOpts(m.options)
     fstype = m.type or ("bind" if opts.is_bind else None)
@@ -279,6 +298,8 @@ def mount_one(root, m, index, ctx):
             return
         if fstype == "cgroup" or fstype == "cgroup2":
             return _mount_cgroup(root, dest, opts, ctx, where, fstype)
+        if fstype in ("proc", "sysfs"):
+            _ordinary_directory(root, dest, fstype, where)
         # tmpfs over an existing directory keeps the directory's mode unless the options say otherwise
         # (runc: "mode=<that mode>" ahead of the options, so a later mode= still wins)
         mode = _existing_mode(root, dest) if fstype == "tmpfs" else None
@@ -318,6 +339,27 @@ def mount_one(root, m, index, ctx):
         raise OciError(msg if msg.startswith(where) else f"{where}: {msg}") from None
     except OSError as e:
         raise OciError(f"{where}: {e.strerror or e}") from None
+
+
+def _ordinary_directory(root, dest, fstype, where):
+    """procfs and sysfs go only onto a real directory: a symlink at the destination (a rootfs whose /proc links
+    elsewhere) would put them where LSM labels do not expect them (CVE-2019-19921); runc refuses it too."""
+    rel = clean(dest)
+    parent, _, name = rel.rpartition("/")
+    if not name:
+        return
+    try:
+        pfd = root.resolve(parent)
+    except FileNotFoundError:
+        return  # made below, as a directory
+    try:
+        st = os.lstat(name, dir_fd=pfd)
+    except FileNotFoundError:
+        return
+    finally:
+        os.close(pfd)
+    if not stat.S_ISDIR(st.st_mode):
+        raise OciError(f'{where}: filesystem "{fstype}" must be mounted on ordinary directory')
 
 
 def _existing_mode(root, dest):

@@ -320,10 +320,16 @@ def test_mkdir_all_root(env):
 
 
 def test_mkdir_all_through_dangling_symlink(env):
-    os.symlink("/nonexistent-" + unique(), p(env, "mnt"))
-    with pytest.raises(OciError) as ei:
-        env.root.mkdir_all("/mnt/x")
-    assert str(ei.value) == "/mnt/x: /mnt is a dangling symlink"
+    """A dangling symlink on the way: its target is made inside the root (runc's MkdirAllInRoot), never on the
+    host: /mnt -> /nonexistent-X makes rootfs/nonexistent-X/x."""
+    target = "/nonexistent-" + unique()
+    os.symlink(target, p(env, "mnt"))
+    os.close(env.root.mkdir_all("/mnt/x"))
+    assert os.path.isdir(p(env, target.lstrip("/") + "/x"))
+    assert not os.path.lexists(target)
+    os.symlink("../rel-" + unique(), p(env, "rel"))  # relative, climbing above / : still inside the root
+    os.close(env.root.mkdir_all("/rel/y"))
+    assert os.path.isdir(p(env, os.readlink(p(env, "rel"))[3:] + "/y"))
     outside_untouched(env)
 
 
@@ -601,12 +607,11 @@ def test_hostile_absolute_symlink_bind_file(env):
 
 
 def test_hostile_absolute_symlink_dangling_in_root(env):
-    """rootfs/mnt -> /etc with no rootfs/etc: an error, and nothing created on the host."""
+    """rootfs/mnt -> /etc with no rootfs/etc: rootfs/etc/NAME is made and mounted on, nothing on the host."""
     os.symlink("/etc", p(env, "mnt"))
     name = unique()
-    with pytest.raises(OciError):
-        mount(env, f"/mnt/{name}", type="tmpfs", source="tmpfs", index=2)
-    assert env.fake.mounts() == []
+    mount(env, f"/mnt/{name}", type="tmpfs", source="tmpfs", index=2)
+    assert [m.target_real for m in env.fake.mounts()] == [p(env, f"etc/{name}")]
     assert not os.path.lexists(f"/etc/{name}")
     outside_untouched(env)
 
@@ -614,10 +619,11 @@ def test_hostile_absolute_symlink_dangling_in_root(env):
 def test_destination_errors_name_the_mount(env):
     """mount_one's contract: every error names the mount (`mounts[3] /data: ...`), also when the destination
     cannot be made (dangling symlink, a file in the way)."""
-    os.symlink("/nonexistent", p(env, "mnt"))
+    os.symlink("loop2", p(env, "loop1"))
+    os.symlink("loop1", p(env, "loop2"))
     with pytest.raises(OciError) as ei:
-        mount(env, "/mnt/x", type="tmpfs", source="tmpfs", index=2)
-    assert str(ei.value).startswith("mounts[2] /mnt/x: ")
+        mount(env, "/loop1/x", type="tmpfs", source="tmpfs", index=2)
+    assert str(ei.value).startswith("mounts[2] /loop1/x: ")
     open(p(env, "file"), "w").close()
     with pytest.raises(OciError) as ei:
         mount(env, "/file/x", type="bind", source=str(env.tmp / "outside"), options=["rbind"], index=4)
@@ -638,9 +644,9 @@ def test_hostile_dotdot_symlink(env):
 def test_hostile_dotdot_symlink_to_sibling(env):
     """rootfs/etc -> ../../outside (a real directory beside the bundle): resolved in the root it dangles."""
     os.symlink("../../outside", p(env, "etc"))
-    with pytest.raises(OciError):
-        mount(env, "/etc/resolv.conf", type="bind", source=str(env.tmp / "outside" / "decoy"), options=["bind"])
-    assert env.fake.mounts() == []
+    mount(env, "/etc/resolv.conf", type="bind", source=str(env.tmp / "outside" / "decoy"), options=["bind"])
+    # resolved in the root, the link names rootfs/outside: made there, and the mount lands there
+    assert [m.target_real for m in env.fake.mounts()] == [p(env, "outside/resolv.conf")]
     assert not os.path.lexists(env.tmp / "outside" / "resolv.conf")
     outside_untouched(env)
 
