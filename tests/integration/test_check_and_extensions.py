@@ -155,3 +155,14 @@ def test_memory_policy_flood_refused_fast(oci, bundle, cid):
     r = oci("run", "--bundle", b, cid())
     assert r.returncode != 0 and "/linux/memoryPolicy/nodes" in r.stderr, r
     assert time.monotonic() - t < 10
+
+
+def test_log_file_created_when_nothing_goes_wrong(oci, runc, tmp_path, bundle, cid):
+    """--log FILE exists after a successful command, as runc's (containerd's shim passes --log and reads it)."""
+    b = bundle(["true"])
+    for name, rt in (("ocirun", oci), ("runc", runc)):
+        log = tmp_path / f"{name}.log"
+        i = cid(name)
+        r = rt("--log", str(log), "run", "--bundle", b, i)
+        rt("delete", "--force", i)
+        assert r.returncode == 0 and log.exists(), (name, r)
