@@ -11,12 +11,82 @@ from .version import SPEC_VERSION
 
 
 class ExecOptions:
-    def __init__(self, detach=False, pid_file=None, console_socket=None, preserve_fds=0, tty=None):
+    def __init__(self, detach=False, pid_file=None, console_socket=None, preserve_fds=0, tty=None,
+                 ignore_paused=False, sub_cgroups=None):
         self.detach = detach
         self.pid_file = pid_file
         self.console_socket = console_socket
         self.preserve_fds = preserve_fds
         self.tty = tty
+        self.ignore_paused = ignore_paused
+        self.sub_cgroups = sub_cgroups  # {controller: path} ("" = every hierarchy), from parse_sub_cgroups
+
+
+def parse_sub_cgroups(args):
+    """exec --cgroup values, as runc reads them: `[controller[,controller...]:]path`; a path without controllers
+    (cgroup v2 style, or every v1 hierarchy) may only be given once and alone. Returns {controller: path}."""
+    if not args:
+        return None
+    out = {}
+    for a in args:
+        ctrls, sep, path = a.partition(":")
+        if sep:
+            for c in ctrls.split(","):
+                if not c:
+                    raise OciError(f"invalid --cgroup argument: {a} (empty <controller> prefix)")
+                if c in out:
+                    raise OciError(f"invalid --cgroup argument(s): controller {c} specified multiple times")
+                out[c] = path
+        else:
+            if len(args) != 1:
+                raise OciError(f"invalid --cgroup argument: {a} (missing <controller>: prefix)")
+            out[""] = a
+    return out
+
+
+def _sub_path(base, sub):
+    target = os.path.normpath(base + "/" + sub)
+    if target != base and not target.startswith(base.rstrip("/") + "/"):
+        raise OciError(f"bad sub cgroup path: {sub}")
+    return target
+
+
+def sub_cgroup_dirs(mgr, subs):
+    """The directories (one per hierarchy) an exec'd process joins for --cgroup `subs` (see parse_sub_cgroups):
+    each below the container's own cgroup; a controller the container has no hierarchy for is refused."""
+    if mgr is None:
+        raise OciError("exec --cgroup: the container has no cgroup")
+    if mgr.version == 2:
+        if set(subs) != {""}:
+            raise OciError("exec --cgroup: on cgroup v2 give a single path, without <controller>:")
+        return [_sub_path(mgr.dir, subs[""])]
+    if "" in subs:  # every v1 hierarchy (a hybrid host's unified one, which runc's v1 manager does not join, stays)
+        return [_sub_path(h[4], subs[""]) if h[2] == "cgroup" else h[4] for h in mgr.hierarchies]
+    for c in subs:
+        if mgr.path(c) is None:
+            raise OciError(f"unknown controller {c} in --cgroup (the container's: "
+                           f"{', '.join(sorted(k for k in mgr.by_ctrl if k))})")
+    dirs = []
+    for _name, _mp, _fstype, ctrls, d in mgr.hierarchies:
+        names = set(ctrls) | {c[5:] for c in ctrls if c.startswith("name=")}
+        wanted = {subs[c] for c in names if c in subs}
+        if len(wanted) > 1:
+            raise OciError(f"exec --cgroup: {', '.join(sorted(names & set(subs)))} share one hierarchy "
+                           f"and were given different sub-cgroups")
+        dirs.append(_sub_path(d, wanted.pop()) if wanted else d)
+    return dirs
+
+
+def _join_cgroup_dirs(dirs, pid):
+    for d in dirs:
+        try:
+            fd = os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, str(pid).encode())
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise OciError(f"error adding pid {pid} to cgroup {d}: {e.strerror}") from None
 
 
 def process_from_file(path):
@@ -59,13 +129,19 @@ def process_from_flags(base, args, env=(), cwd=None, user=None, additional_gids=
             u.gid = u.gid if u.gid is not None else 0
         u.additional_gids = []
     if additional_gids:
-        u.additional_gids = [int(g) for g in additional_gids]
+        try:
+            u.additional_gids = [_id_value(g) for g in additional_gids]
+        except ValueError as e:
+            raise OciError(f"exec: --additional-gids {e}: must be a number from 0 to 4294967294") from None
     p.user = u
     if caps:
         old = p.capabilities or C.Capabilities()
-        sets = {}
-        for s in ("bounding", "effective", "permitted", "inheritable", "ambient"):
-            cur = list(getattr(old, s) or ())
+        # runc: --cap goes to bounding, effective and permitted; to ambient only when the process has an
+        # inheritable set (ambient needs it), never to inheritable itself
+        sets = {s: getattr(old, s) for s in C.Capabilities.__slots__}
+        grow = ["bounding", "effective", "permitted"] + (["ambient"] if old.inheritable is not None else [])
+        for s in grow:
+            cur = list(sets[s] or ())
             sets[s] = cur + [c for c in caps if c not in cur]
         p.capabilities = C.Capabilities(**sets)
     if no_new_privs:
@@ -94,8 +170,9 @@ def exec_in(container, proc, opts):
     status = St.status_of(store, container.id, st)
     if status == "stopped" or st is None:
         raise StateError(f"cannot exec in a stopped container: {container.id}")
-    if status == "paused":
-        raise StateError(f"cannot exec in a paused container: {container.id}")
+    if status == "paused" and not opts.ignore_paused:
+        # with --ignore-paused the process joins the frozen cgroup and starts once the container is resumed
+        raise StateError(f"cannot exec in a paused container (use --ignore-paused to override): {container.id}")
     if status == "creating":
         raise StateError(f"cannot exec in a container that is still being created: {container.id}")
     cfg = C.parse(st["config"])
@@ -114,6 +191,7 @@ def exec_in(container, proc, opts):
     pid = st["pid"]
     cgroups.prime_once()
     mgr = cgroups.manager_from_dict(st["cgroup"]) if st.get("cgroup") else None
+    opts.cgroup_dirs = sub_cgroup_dirs(mgr, opts.sub_cgroups) if opts.sub_cgroups else None
     # Open every namespace of the init, then check the init is still the same process (pid reuse).
     fds = []
     for ns in sorted((n.type for n in lin.namespaces), key=namespaces.JOIN_ORDER.index):
@@ -234,7 +312,10 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts, state, no_new
     # Non-dumpable before entering any of the container's namespaces: a container process must not be able to
     # reach this (host) Python process through /proc/<pid>/exe, mem or fd (CVE-2019-5736 class).
     sys.prctl(S.PR_SET_DUMPABLE, 0)
-    if mgr is not None:
+    dirs = getattr(opts, "cgroup_dirs", None)
+    if dirs:
+        _join_cgroup_dirs(dirs, os.getpid())
+    elif mgr is not None:
         mgr.add_pid(os.getpid())
     user_joined = False
     for t, path, fd in fds:
@@ -263,7 +344,7 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts, state, no_new
     if proc.terminal:
         from . import terminal
 
-        master, slave, spath = terminal.open_pty(proc.console_size)
+        master, slave, spath = terminal.open_pty(proc.console_size, proxied=console_fd is None)
         if console_fd is not None:
             protocol.send_fd_over(console_fd, master, spath.encode())
             os.close(console_fd)

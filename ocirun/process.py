@@ -71,11 +71,27 @@ def passwd_home(uid, etc_passwd="/etc/passwd"):
 
 
 def build_env(proc, home_lookup=passwd_home):
-    env = list(proc.env or ())
-    keys = {e.partition("=")[0] for e in env}
-    if "HOME" not in keys:
-        env.append("HOME=" + home_lookup(proc.user.uid))
-    return env
+    """The process's environment as runc's prepareEnv makes it: a name given more than once keeps its last
+    value (at the place of its last occurrence); HOME, when absent or empty, is the user's home directory from
+    the container's /etc/passwd ("/" without an entry), appended at the end."""
+    out, seen = [], set()
+    home_set = False
+    for kv in reversed(list(proc.env or ())):
+        key, sep, val = kv.partition("=")
+        if not sep or not key:
+            raise OciError(f"process.env: {kv!r}: not NAME=VALUE")
+        if key in seen:
+            continue
+        seen.add(key)
+        if key == "HOME":
+            if not val:
+                continue  # an empty HOME is unset: filled in below
+            home_set = True
+        out.append(kv)
+    out.reverse()
+    if not home_set:
+        out.append("HOME=" + home_lookup(proc.user.uid))
+    return out
 
 
 def env_path(env):

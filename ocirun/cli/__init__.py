@@ -1,7 +1,9 @@
 """The ocirun command line, runc-compatible: global flags, then a verb (one module per verb), then its flags.
 
-Flag syntax follows Go's flag package as runc uses it (urfave/cli v1): -f and --f are the same, values as
-`--f v` or `--f=v`, booleans take `--f=false`, and flag parsing stops at the first positional argument.
+Flag syntax follows Go's flag package as runc uses it (urfave/cli): -f and --f are the same, values as
+`--f v` or `--f=v`, booleans take `--f=false`. Global flags stop at the verb; a verb's flags may follow its
+positional arguments (`update ID --memory 1m`) except for exec, kill and ps (their flags end at the container
+id), and the global flags are accepted after the verb too (runc's are persistent: `list --root R`).
 No argparse here: it imports `re` (~12 ms), more than half of ocirun's start-up budget.
 """
 import sys
@@ -44,16 +46,30 @@ class Flags(dict):
         return self.get(k.replace("_", "-"))
 
 
-def parse_flags(argv, spec, where="ocirun"):
-    """Parse Go-style flags from argv per spec {name: 'bool'|'str'|'int'|'list'|alias-name}; returns (Flags, rest)."""
+def parse_flags(argv, spec, where="ocirun", interleave=False, stop_after=None):
+    """Parse Go-style flags from argv per spec {name: 'bool'|'str'|'int'|'list'|alias-name}; returns (Flags, rest).
+
+    Without interleave (the global flags) parsing stops at the first positional argument. With it (a verb's
+    flags, as runc's urfave/cli parses them) flags may also follow positional arguments (`update ID --memory
+    1m`) until stop_after positional arguments were seen (exec, kill, ps: 1, so that `exec ID sh -c x` keeps
+    the command's own flags); a `-` followed by a non-letter (`-1`) ends flag parsing there too."""
     out = Flags()
+    pos = []
     i = 0
     while i < len(argv):
         a = argv[i]
         if a == "--":
-            return out, argv[i + 1:]
+            return out, pos + argv[i + 1:]
+        if interleave and stop_after is not None and len(pos) >= stop_after:
+            return out, pos + argv[i:]
         if not a.startswith("-") or a == "-":
-            return out, argv[i:]
+            if not interleave:
+                return out, argv[i:]
+            pos.append(a)
+            i += 1
+            continue
+        if interleave and not a[1].isalpha() and a[1] != "-":
+            return out, pos + argv[i:]
         name = a.lstrip("-")
         if a.startswith("---") or not name or name.startswith("="):
             raise UsageError(f"bad flag syntax: {a}")
@@ -96,7 +112,7 @@ def parse_flags(argv, spec, where="ocirun"):
             else:
                 out[name] = value
         i += 1
-    return out, []
+    return out, pos
 
 
 def usage(out=None):
@@ -186,7 +202,18 @@ def run_cli(argv=None):
 
             cgroups.prime_once()
         mod = _module(cmd)
-        fl, args = parse_flags(rest[1:], mod.FLAGS, cmd)
+        spec = dict(mod.FLAGS)
+        late = [k for k, v in GLOBAL_FLAGS.items() if k not in spec and v in ("bool", "str")
+                and k not in ("help", "version")]
+        spec.update((k, GLOBAL_FLAGS[k]) for k in late)
+        fl, args = parse_flags(rest[1:], spec, cmd, interleave=True, stop_after=getattr(mod, "STOP_AFTER", None))
+        moved = [k for k in late if k in fl]
+        if moved:
+            for k in moved:
+                g[k] = fl.pop(k)
+            if g.log_format not in (None, "text", "json"):
+                raise UsageError(f"invalid log format {g.log_format!r} (text or json)")
+            log.configure(g.log, g.log_format, bool(g.debug))
         if fl.help:
             _command_help(cmd)
             return 0

@@ -2,6 +2,7 @@ from . import need_args, root_of
 from ..container import Container
 from ..errors import UsageError
 
+STOP_AFTER = 1  # runc: StopOnNthArg 1 (flags after the container id belong to the command)
 USAGE = "[command options] <container-id> [signal]"
 FLAGS = {"all": "bool", "a": "all", "help": "bool", "h": "help"}
 
@@ -16,9 +17,9 @@ SIGNALS = {
 def parse_signal(s):
     if s.isascii() and s.isdigit():
         n = int(s)
-        if 1 <= n <= 64:
+        if 0 <= n <= 64:  # 0: runc sends it too (does the init exist? "container not running" if not)
             return n
-        raise UsageError(f"invalid signal {s!r}: out of range 1..64")
+        raise UsageError(f"invalid signal {s!r}: out of range 0..64")
     name = s.upper()
     if name.startswith("SIG"):
         name = name[3:]

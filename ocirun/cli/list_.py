@@ -1,9 +1,11 @@
+import os
+import stat
 import sys
 
 from . import root_of
 from .. import jsonio
 from ..container import Container
-from ..errors import UsageError
+from ..errors import OciError, UsageError
 
 USAGE = "[command options]"
 FLAGS = {"format": "str", "f": "format", "quiet": "bool", "q": "quiet", "help": "bool", "h": "help"}
@@ -13,7 +15,15 @@ def run(g, fl, args):
     fmt = fl.format or "table"
     if fmt not in ("table", "json"):
         raise UsageError(f"invalid format option {fmt!r} (table or json)")
-    items = Container.list(root_of(g))
+    root = root_of(g)
+    if root:
+        # runc: a missing default root is an empty list, a --root that was given must exist
+        try:
+            if not stat.S_ISDIR(os.stat(root).st_mode):
+                raise OciError(f"--root {root}: not a directory")
+        except OSError as e:
+            raise OciError(f"--root {root}: {e.strerror}") from None
+    items = Container.list(root)
     if fl.quiet:
         sys.stdout.write("".join(s["id"] + "\n" for s in items))
         return 0

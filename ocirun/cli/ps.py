@@ -5,8 +5,9 @@ import sys
 from . import need_args, root_of
 from .. import jsonio
 from ..container import Container
-from ..errors import OciError, UsageError
+from ..errors import OciError, StateError, UsageError
 
+STOP_AFTER = 1  # runc: StopOnNthArg 1 (flags after the container id belong to the command)
 USAGE = "[command options] <container-id> [ps options]"
 FLAGS = {"format": "str", "f": "format", "help": "bool", "h": "help"}
 
@@ -16,7 +17,13 @@ def run(g, fl, args):
     fmt = fl.format or "table"
     if fmt not in ("table", "json"):
         raise UsageError(f"invalid format option {fmt!r} (table or json)")
-    pids = Container(args[0], root_of(g)).pids()
+    c = Container(args[0], root_of(g))
+    try:
+        pids = c.pids()
+    except StateError:
+        if c.status() != "stopped":
+            raise
+        pids = _stopped_pids(c)
     if fmt == "json":
         sys.stdout.write(jsonio.dumps(pids) + "\n")
         return 0
@@ -43,3 +50,16 @@ def run(g, fl, args):
     sys.stdout.flush()
     os.environ.pop("_", None)
     return 0
+
+
+def _stopped_pids(c):
+    """runc: a stopped container's processes are whatever is left in its cgroup (none, usually): the header only."""
+    st = c.store.read(c.id) or {}
+    if not st.get("cgroup"):
+        return []
+    from .. import cgroups
+
+    try:
+        return sorted(cgroups.manager_from_dict(st["cgroup"]).pids())
+    except (OSError, OciError):
+        return []

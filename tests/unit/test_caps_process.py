@@ -201,7 +201,10 @@ def test_build_env_adds_home_from_passwd(tmp_path):
     assert P.build_env(_proc([], 1001), lookup) == ["HOME=/"]
     assert P.build_env(_proc([], 4242), lookup) == ["HOME=/"]
     assert P.build_env(_proc(["HOME=/custom"], 1000), lookup) == ["HOME=/custom"]
-    assert P.build_env(_proc(["HOME="], 1000), lookup) == ["HOME="]
+    # runc's prepareEnv: an empty HOME counts as unset (also after a non-empty one); the last value wins
+    assert P.build_env(_proc(["HOME="], 1000), lookup) == ["HOME=/home/alice"]
+    assert P.build_env(_proc(["HOME=/o", "A=1", "HOME="], 1000), lookup) == ["A=1", "HOME=/home/alice"]
+    assert P.build_env(_proc(["A=1", "B=2", "A=3"]), lookup) == ["B=2", "A=3", "HOME=/root"]
 
 
 def test_build_env_does_not_modify_the_config():

@@ -141,6 +141,7 @@ def test_later_flag_overrides():
 # ============================================================================ kill.parse_signal
 @pytest.mark.parametrize("s,want", [
     ("KILL", 9), ("SIGKILL", 9), ("sigkill", 9), ("kill", 9), ("SigTerm", 15), ("9", 9), ("15", 15), ("1", 1),
+    ("0", 0),
     ("64", 64), ("HUP", 1), ("USR1", 10), ("USR2", 12), ("CHLD", 17), ("WINCH", 28), ("SIGSYS", 31),
     ("RTMIN", 34), ("RTMIN+1", 35), ("SIGRTMIN+1", 35), ("RTMAX", 64), ("RTMAX-1", 63), ("RTMIN+30", 64),
 ])
@@ -148,7 +149,7 @@ def test_parse_signal(s, want):
     assert parse_signal(s) == want
 
 
-@pytest.mark.parametrize("s", ["0", "65", "-9", "99999999999999999999", "", "SIG", "BOGUS", "SIGBOGUS",
+@pytest.mark.parametrize("s", ["65", "-9", "99999999999999999999", "", "SIG", "BOGUS", "SIGBOGUS",
                                "RTMIN+31", "RTMAX-31", "RTMIN-1", "RTMAX+1", "RTMIN+x", "9x", " 9",
                                "\u0663", "\u00b2", "KILL "])
 def test_parse_signal_invalid(s):
@@ -214,11 +215,24 @@ def test_state_missing_container(capsys, tmp_path):
 
 
 def test_list_empty_root(capsys, tmp_path):
-    assert run_cli(["--root", str(tmp_path / "none"), "list"]) == 0
+    assert run_cli(["--root", str(tmp_path), "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1
     assert lines[0].split() == ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_list_with_a_missing_root_given_fails(capsys, tmp_path, where):
+    """runc (main): a --root that was given must exist (a missing default root is an empty list)."""
+    root = ["--root", str(tmp_path / "none")]
+    assert run_cli(root + ["list"] if where == "before" else ["list"] + root) == 1
+    cap = capsys.readouterr()
+    assert cap.out == ""
+    assert cap.err == f"ocirun: --root {tmp_path / 'none'}: No such file or directory\n"
     assert not (tmp_path / "none").exists()
+    (tmp_path / "file").write_text("")
+    assert run_cli(["--root", str(tmp_path / "file"), "list"]) == 1
+    assert "not a directory" in capsys.readouterr().err
 
 
 def test_list_json_empty_is_null(capsys, tmp_path):
@@ -288,3 +302,92 @@ def test_kill_bad_signal_is_usage_error(capsys, tmp_path):
 def test_invalid_log_format(capsys):
     assert run_cli(["--log-format", "xml", "list"]) == 1
     assert "xml" in capsys.readouterr().err
+
+
+# ============================================================================ flags after positional arguments
+def test_verb_flags_may_follow_positional_arguments():
+    """runc's urfave/cli: `runc update ID --memory 1m` (runc's own update.bats calls it so)."""
+    fl, rest = parse_flags(["ID", "--root", "/x", "-d", "more"], SPEC, interleave=True)
+    assert fl.root == "/x" and fl.debug is True and rest == ["ID", "more"]
+
+
+def test_stop_after_n_positionals_keeps_the_commands_flags():
+    """exec/kill/ps (StopOnNthArg 1): after the container id everything is the command's."""
+    fl, rest = parse_flags(["-d", "ID", "sh", "-c", "--root"], SPEC, interleave=True, stop_after=1)
+    assert fl.debug is True and fl.root is None and rest == ["ID", "sh", "-c", "--root"]
+    fl, rest = parse_flags(["ID", "--", "-x"], SPEC, interleave=True, stop_after=1)
+    assert rest == ["ID", "-x"]
+
+
+def test_interleaved_dash_non_letter_ends_flags_and_double_dash_is_dropped():
+    fl, rest = parse_flags(["ID", "-1", "--root", "x"], SPEC, interleave=True)
+    assert fl.root is None and rest == ["ID", "-1", "--root", "x"]
+    fl, rest = parse_flags(["ID", "--", "--root", "x"], SPEC, interleave=True)
+    assert fl.root is None and rest == ["ID", "--root", "x"]
+
+
+def test_global_flags_stop_at_the_verb():
+    fl, rest = parse_flags(["--debug", "update", "ID", "--root", "x"], SPEC)
+    assert fl.root is None and rest == ["update", "ID", "--root", "x"]
+
+
+def test_update_flags_after_the_id_reach_update(capsys, tmp_path):
+    """Before: 'requires exactly 1 argument(s)'; now the container lookup is what fails."""
+    assert run_cli(["--root", str(tmp_path), "update", "nope", "--memory", "1m"]) == 1
+    assert capsys.readouterr().err == "ocirun: container does not exist: nope\n"
+    assert run_cli(["--root", str(tmp_path), "update", "nope", "--bogus", "1"]) == 1
+    assert "flag provided but not defined: -bogus" in capsys.readouterr().err
+
+
+def test_global_flags_after_the_verb(capsys, tmp_path):
+    """runc main's global flags are persistent: `runc state ID --root R` is `runc --root R state ID`."""
+    assert run_cli(["state", "nope", "--root", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == "ocirun: container does not exist: nope\n"
+    assert run_cli(["list", "--root", str(tmp_path), "-q"]) == 0
+    assert run_cli(["list", "--log-format", "xml"]) == 1
+    assert "xml" in capsys.readouterr().err
+
+
+def test_exec_command_flags_are_not_ocirun_flags(capsys, tmp_path):
+    """exec ID sh -c ... -t: the -c and -t are the command's, not --cap/--tty (the lookup fails first: 255)."""
+    assert run_cli(["--root", str(tmp_path), "exec", "nope", "sh", "-c", "true", "-t"]) == 255
+    assert capsys.readouterr().err == "ocirun: container does not exist: nope\n"
+
+
+@pytest.mark.parametrize("argv,code", [
+    (["exec"], 1),                                     # usage: runc's checkArgs, exit 1
+    (["exec", "nope", "true"], 255),                   # runtime failure: runc's fatalWithCode(..., 255)
+    (["exec", "--cgroup", ":x", "nope", "true"], 255),
+    (["exec", "--cgroup", "a", "--cgroup", "b", "nope", "true"], 255),
+])
+def test_exec_exit_codes(capsys, tmp_path, argv, code):
+    assert run_cli(["--root", str(tmp_path)] + argv) == code
+    err = capsys.readouterr().err
+    assert err.startswith("ocirun: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("args,want", [
+    ([], None),
+    (["/"], {"": "/"}),
+    (["sub"], {"": "sub"}),
+    (["memory:submem", "cpu,cpuacct:subcpu"], {"memory": "submem", "cpu": "subcpu", "cpuacct": "subcpu"}),
+    (["name=systemd:x"], {"name=systemd": "x"}),
+])
+def test_exec_parse_sub_cgroups(args, want):
+    from ocirun.execproc import parse_sub_cgroups
+
+    assert parse_sub_cgroups(args) == want
+
+
+@pytest.mark.parametrize("args,msg", [
+    ([":x"], "empty <controller> prefix"), (["cpu,:x"], "empty <controller> prefix"),
+    (["cpu:a", "cpu:b"], "controller cpu specified multiple times"),
+    (["a", "b"], "missing <controller>: prefix"), (["cpu:a", "b"], "missing <controller>: prefix"),
+])
+def test_exec_parse_sub_cgroups_invalid(args, msg):
+    from ocirun.errors import OciError
+    from ocirun.execproc import parse_sub_cgroups
+
+    with pytest.raises(OciError) as ei:
+        parse_sub_cgroups(args)
+    assert msg in str(ei.value)

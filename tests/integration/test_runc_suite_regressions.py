@@ -1,0 +1,361 @@
+"""Regressions found by running runc's own integration suite (tests/integration/*.bats) against ocirun (see
+/work/notes/runc-bats.md): tests runc passes and ocirun failed. Where runc's behaviour is the point, the same
+steps run under /usr/sbin/runc in the same test (runc 1.1.5 here; the suite targets runc main, whose verdict
+is noted where the two differ)."""
+import fcntl
+import os
+import subprocess
+import termios
+import time
+
+import pytest
+
+from _rootfs_helpers import ConsoleServer
+
+pytestmark = [pytest.mark.root,
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates real containers")]
+
+TIMEOUT = 30
+
+
+def _run_with_tty_stdin(r, args, tmp_path, tag):
+    """`RUNTIME args` as runc's bats runs it under `script`: stdin is a pty that is the controlling terminal,
+    stdout/stderr are files (bats reads them through a pipe). Returns (exit code, stdout bytes, stderr)."""
+    master, slave = os.openpty()
+    out, err = tmp_path / f"{tag}.out", tmp_path / f"{tag}.err"
+    try:
+        with open(out, "wb") as fo, open(err, "wb") as fe:
+            p = subprocess.Popen(r.argv(*args), stdin=slave, stdout=fo, stderr=fe, start_new_session=True,
+                                 preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+            os.close(slave)
+            slave = None
+            try:
+                code = p.wait(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                raise AssertionError(f"timed out: {args}") from None
+    finally:
+        if slave is not None:
+            os.close(slave)
+        os.close(master)
+    return code, out.read_bytes(), err.read_text(errors="replace")
+
+
+def _runtimes(oci, runc):
+    return [("ocirun", oci), ("runc", runc)]
+
+
+def _cleanup(r, c):
+    r("delete", "--force", c)
+
+
+# ============================================================================ 1. ONLCR on the proxied pty
+def test_foreground_run_tty_output_has_no_cr(oci, runc, bundle, cid, tmp_path):
+    """runc clears ONLCR on the pty it proxies (console.ClearONLCR): `run` with process.terminal prints
+    "a\\nb\\n", not "a\\r\\nb\\r\\n" (bats: run [with tmpfs], env [var override], mounts [tmpfs mode] ...)."""
+    def tty(cfg):
+        cfg["process"]["terminal"] = True
+
+    b = bundle(["sh", "-c", "echo a; echo b"], edit=tty)
+    for name, r in _runtimes(oci, runc):
+        c = cid()
+        code, out, err = _run_with_tty_stdin(r, ["run", "--bundle", b, c], tmp_path, name)
+        _cleanup(r, c)
+        # runc writes a NUL byte first on this host's pty (see the notes): not what this test is about
+        assert code == 0 and out.replace(b"\0", b"") == b"a\nb\n", (name, code, out, err)
+
+
+def test_foreground_exec_tty_output_has_no_cr(oci, runc, bundle, cid, tmp_path):
+    b = bundle(["sleep", "1000"])
+    for name, r in _runtimes(oci, runc):
+        c = cid()
+        assert r("run", "-d", "--bundle", b, c).returncode == 0
+        try:
+            code, out, err = _run_with_tty_stdin(r, ["exec", "-t", c, "sh", "-c", "echo a; echo b"], tmp_path,
+                                                 name + "-exec")
+            assert code == 0 and out.replace(b"\0", b"") == b"a\nb\n", (name, code, out, err)
+        finally:
+            _cleanup(r, c)
+
+
+def test_console_socket_master_keeps_onlcr(oci, runc, bundle, cid, tmp_path):
+    """A master sent to --console-socket is left as the kernel made it (ONLCR set), as runc leaves it: the
+    receiver decides (runc's recvtty clears it; a terminal emulator wants it). Guards against over-clearing."""
+    def tty(cfg):
+        cfg["process"]["terminal"] = True
+
+    b = bundle(["sh", "-c", "echo a; echo b; sleep 1000"], edit=tty)
+    for name, r in _runtimes(oci, runc):
+        c = cid()
+        srv = ConsoleServer(str(tmp_path / f"{name}.sock"))
+        try:
+            res = r("run", "-d", "--console-socket", srv.path, "--bundle", b, c)
+            assert res.returncode == 0, str(res)
+            master = srv.wait()
+            assert master is not None, (name, srv.error)
+            assert termios.tcgetattr(master)[1] & termios.ONLCR, name
+        finally:
+            _cleanup(r, c)
+            srv.close()
+
+
+# ============================================================================ 2. flags after the container id
+def test_update_flags_after_the_container_id(oci, runc, bundle, cid):
+    """runc's update.bats: `runc update test_update --pids-limit 42` (urfave/cli takes flags after the id)."""
+    b = bundle(["sleep", "1000"])
+    for name, r in _runtimes(oci, runc):
+        c = cid()
+        assert r("run", "-d", "--bundle", b, c).returncode == 0
+        try:
+            res = r("update", c, "--pids-limit", "42")
+            assert res.returncode == 0, (name, str(res))
+            res = r("exec", c, "cat", "/sys/fs/cgroup/pids/pids.max")
+            assert res.returncode == 0 and res.stdout.strip() == "42", (name, str(res))
+        finally:
+            _cleanup(r, c)
+
+
+def test_ps_arguments_after_the_id_go_to_ps(oci, bundle, cid):
+    """ps.bats: `runc ps test_busybox -e` (ps options after the id are ps's, not ocirun's)."""
+    b = bundle(["sleep", "1000"])
+    c = cid()
+    assert oci("run", "-d", "--bundle", b, c).returncode == 0
+    try:
+        res = oci("ps", c, "-o", "pid,args")
+        assert res.returncode == 0, str(res)
+        lines = res.stdout.splitlines()
+        assert lines[0].split() == ["PID", "COMMAND"] and "sleep 1000" in res.stdout, str(res)
+    finally:
+        _cleanup(oci, c)
+
+
+# ============================================================================ 3. exec: 255 for runtime failures
+def test_exec_runtime_failures_exit_255(oci, runc, bundle, cid):
+    """runc exec exits 255 when it fails itself (exec.bats [exit codes], cgroups.bats [exec should refuse a
+    paused container]); the process's own status otherwise."""
+    b = bundle(["sleep", "1000"])
+    for name, r in _runtimes(oci, runc):
+        c = cid()
+        assert r("run", "-d", "--bundle", b, c).returncode == 0
+        try:
+            assert r("exec", c, "sh", "-c", "exit 42").returncode == 42, name
+            res = r("exec", c, "no-such-binary")
+            assert res.returncode == 255, (name, str(res))
+            res = r("exec", "--pid-file", "/non-existent/directory", c, "true")
+            assert res.returncode == 255, (name, str(res))
+            res = r("exec", cid("nosuch"), "true")
+            assert res.returncode == 255, (name, str(res))
+            assert r("pause", c).returncode == 0
+            res = r("exec", c, "echo", "ok")
+            assert res.returncode == 255 and "cannot exec in a paused container" in res.stderr, (name, str(res))
+            assert r("resume", c).returncode == 0
+        finally:
+            _cleanup(r, c)
+
+
+# ============================================================================ 4. kill ID 0
+def test_kill_signal_0(oci, runc, bundle, cid):
+    """kill.bats [kill detached busybox]: signal 0 is accepted: 0 while running, "container not running"
+    once stopped, and -a makes a stopped container no error."""
+    b = bundle(["sleep", "1000"])
+    for name, r in _runtimes(oci, runc):
+        c = cid()
+        assert r("run", "-d", "--bundle", b, c).returncode == 0
+        try:
+            res = r("kill", c, "0")
+            assert res.returncode == 0, (name, str(res))
+            assert r("state", c).returncode == 0
+            assert r("kill", c, "KILL").returncode == 0
+            assert r.wait_status(c, "stopped")["status"] == "stopped"
+            res = r("kill", c, "0")
+            assert res.returncode != 0 and "container not running" in res.stderr, (name, str(res))
+            res = r("kill", "-a", c, "0")
+            assert res.returncode == 0, (name, str(res))
+        finally:
+            _cleanup(r, c)
+
+
+# ============================================================================ 5. ps on a stopped container
+def test_ps_on_a_stopped_container_prints_the_header(oci, runc, bundle, cid):
+    b = bundle(["sleep", "1000"])
+    for name, r in _runtimes(oci, runc):
+        c = cid()
+        assert r("run", "-d", "--bundle", b, c).returncode == 0
+        try:
+            assert r("kill", c, "KILL").returncode == 0
+            assert r.wait_status(c, "stopped")["status"] == "stopped"
+            res = r("ps", c)
+            assert res.returncode == 0, (name, str(res))
+            lines = res.stdout.splitlines()
+            assert len(lines) == 1 and "PID" in lines[0].split(), (name, str(res))
+        finally:
+            _cleanup(r, c)
+
+
+# ============================================================================ 6. list --root that does not exist
+def test_list_with_a_missing_root_fails(oci, tmp_path):
+    """list.bats [list with non-existent root fails] (runc main: "open DIR: no such file or directory", exit 1;
+    runc 1.1.5 created the directory and listed nothing)."""
+    missing = str(tmp_path / "non-existent-dir")
+    for argv in (["--root", missing, "list"], ["list", "--root", missing]):
+        res = subprocess.run([oci.binary, *argv], capture_output=True, text=True, timeout=TIMEOUT)
+        assert res.returncode == 1 and res.stdout == "", res
+        assert res.stderr == f"ocirun: --root {missing}: No such file or directory\n", res
+        assert not os.path.exists(missing)
+
+
+# ============================================================================ 7. exec --cgroup, --ignore-paused
+def _cgroup_line(text, ctrl):
+    for line in text.splitlines():
+        hid, ctrls, path = line.split(":", 2)
+        if ctrl in ctrls.split(","):
+            return path
+    raise AssertionError(f"no {ctrl} line in {text!r}")
+
+
+def test_exec_cgroup_joins_sub_cgroups_v1(oci, bundle, cid):
+    """exec.bats [runc exec --cgroup sub-cgroups [v1]]: the process joins the named sub-cgroup of the
+    container's cgroup (per controller, or every hierarchy for a bare path); `..`, a missing sub-cgroup and
+    an unknown controller are refused (exit 255)."""
+    if not os.path.isdir("/sys/fs/cgroup/memory") or not os.path.isdir("/sys/fs/cgroup/pids"):
+        pytest.skip("host: needs cgroup v1 memory and pids hierarchies")
+    c = cid()
+    cg = f"/{c}-cg"
+
+    def edit(cfg):
+        cfg["linux"]["cgroupsPath"] = cg
+        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "cgroup"]
+
+    b = bundle(["sleep", "1000"], edit=edit)
+    assert oci("run", "-d", "--bundle", b, c).returncode == 0
+    made = []
+    try:
+        for ctrl in ("memory", "pids"):
+            d = f"/sys/fs/cgroup/{ctrl}{cg}/sub"
+            os.mkdir(d)
+            made.append(d)
+        res = oci("exec", "--cgroup", "..", c, "true")
+        assert res.returncode == 255 and "bad sub cgroup path" in res.stderr, str(res)
+        res = oci("exec", "--cgroup", "nonexistent", c, "true")
+        assert res.returncode == 255 and " adding pid " in res.stderr and "o such file or directory" in res.stderr, \
+            str(res)
+        res = oci("exec", "--cgroup", "pids:nonexistent", c, "true")
+        assert res.returncode == 255 and "o such file or directory" in res.stderr, str(res)
+        res = oci("exec", "--cgroup", "whaaat:/", c, "true")
+        assert res.returncode == 255 and "unknown controller " in res.stderr, str(res)
+        # implicit and explicit top-level
+        for extra in ([], ["--cgroup", "/"]):
+            res = oci("exec", *extra, c, "cat", "/proc/self/cgroup")
+            assert res.returncode == 0, str(res)
+            assert _cgroup_line(res.stdout, "memory") == cg and _cgroup_line(res.stdout, "pids") == cg, str(res)
+        res = oci("exec", "--cgroup", "memory:sub", c, "cat", "/proc/self/cgroup")
+        assert res.returncode == 0, str(res)
+        assert _cgroup_line(res.stdout, "memory") == cg + "/sub", str(res)
+        assert _cgroup_line(res.stdout, "pids") == cg, str(res)
+        res = oci("exec", "--cgroup", "memory,pids:sub", c, "cat", "/proc/self/cgroup")
+        assert res.returncode == 0, str(res)
+        assert _cgroup_line(res.stdout, "memory") == cg + "/sub" and _cgroup_line(res.stdout, "pids") == cg + "/sub"
+    finally:
+        oci("kill", c, "KILL")
+        oci.wait_status(c, "stopped")
+        for d in made:
+            for _ in range(100):
+                try:
+                    os.rmdir(d)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)
+        _cleanup(oci, c)
+
+
+def test_exec_ignore_paused(oci, bundle, cid, wait_for):
+    """cgroups.bats [runc exec --ignore-paused]: the process joins the frozen cgroup and runs once resumed."""
+    if not os.path.isdir("/sys/fs/cgroup/freezer"):
+        pytest.skip("host: no cgroup v1 freezer")
+    c = cid()
+    cg = f"/{c}-cg"
+    b = bundle(["sleep", "1000"], edit=lambda cfg: cfg["linux"].__setitem__("cgroupsPath", cg))
+    assert oci("run", "-d", "--bundle", b, c).returncode == 0
+    procs = f"/sys/fs/cgroup/freezer{cg}/cgroup.procs"
+    p = None
+    try:
+        assert oci("pause", c).returncode == 0
+        out = open(os.path.join(oci.tmpdir, "ip.out"), "w+")
+        p = oci.popen("exec", "--ignore-paused", c, "echo", "ok", stdout=out)
+        # once the exec'd process is in the frozen cgroup it cannot finish until the resume below
+        wait_for(lambda: len(open(procs).read().split()) >= 2, what="the exec'd process to join the frozen cgroup")
+        assert p.poll() is None
+        assert oci("resume", c).returncode == 0
+        assert p.wait(timeout=TIMEOUT) == 0
+        out.seek(0)
+        assert out.read() == "ok\n"
+    finally:
+        if p is not None and p.poll() is None:
+            oci("resume", c)
+            p.wait(timeout=TIMEOUT)
+        _cleanup(oci, c)
+
+
+# ============================================================================ 8. exec --cap
+def _caps(status):
+    return {k: int(v, 16) for k, v in (line.split(":\t") for line in status.splitlines()
+                                       if line.startswith("Cap"))}
+
+
+def test_exec_cap_sets(oci, runc, bundle, cid):
+    """capabilities.bats [runc exec --cap] and [ambient is set from spec]: --cap goes to bounding, effective
+    and permitted; to ambient only when the process has an inheritable set; never to inheritable."""
+    kill, audit, chown, syslog = 1 << 5, 1 << 29, 1 << 0, 1 << 34
+
+    def none(cfg):
+        cfg["process"]["capabilities"] = {}
+
+    def some(cfg):
+        cfg["process"]["capabilities"] = {"inheritable": ["CAP_CHOWN", "CAP_SYSLOG"],
+                                          "permitted": ["CAP_KILL", "CAP_CHOWN"], "effective": ["CAP_KILL"],
+                                          "bounding": ["CAP_KILL", "CAP_CHOWN", "CAP_SYSLOG"],
+                                          "ambient": ["CAP_CHOWN"]}
+
+    b_none = bundle(["sleep", "1000"], edit=none)
+    b_some = bundle(["sleep", "1000"], edit=some)
+    for name, r in _runtimes(oci, runc):
+        c1, c2 = cid(), cid()
+        try:
+            assert r("run", "-d", "--bundle", b_none, c1).returncode == 0
+            res = r("exec", "--cap", "CAP_KILL", "--cap", "CAP_AUDIT_WRITE", c1, "cat", "/proc/self/status")
+            assert res.returncode == 0, (name, str(res))
+            got = _caps(res.stdout)
+            assert got == {"CapInh": 0, "CapPrm": kill | audit, "CapEff": kill | audit, "CapBnd": kill | audit,
+                           "CapAmb": 0}, (name, got)
+            assert r("run", "-d", "--bundle", b_some, c2).returncode == 0
+            res = r("exec", "--cap", "CAP_SYSLOG", c2, "cat", "/proc/self/status")
+            assert res.returncode == 0, (name, str(res))
+            got = _caps(res.stdout)
+            assert got == {"CapInh": chown | syslog, "CapPrm": kill | chown | syslog,
+                           "CapEff": kill | chown | syslog, "CapBnd": kill | chown | syslog,
+                           "CapAmb": chown | syslog}, (name, got)
+        finally:
+            _cleanup(r, c1)
+            _cleanup(r, c2)
+
+
+# ============================================================================ 9. HOME= and duplicates in process.env
+@pytest.mark.parametrize("env,want", [
+    (["HOME="], ["HOME=/root", "PATH=/bin"]),
+    (["HOME=/override", "HOME="], ["HOME=/root", "PATH=/bin"]),
+    (["ONE=two", "ONE="], ["HOME=/root", "ONE=", "PATH=/bin"]),
+    (["HOME=/override", "ONE=two", "ONE=three"], ["HOME=/override", "ONE=three", "PATH=/bin"]),
+])
+def test_env_empty_home_and_duplicates(oci, runc, bundle, cid, env, want):
+    """env.bats: an empty HOME is unset and filled from the container's /etc/passwd; a name set twice keeps
+    its last value, once."""
+    b = bundle(["env"], edit=lambda cfg: cfg["process"].__setitem__("env", ["PATH=/bin"] + env))
+    for name, r in _runtimes(oci, runc):
+        c = cid()
+        res = r("run", "--bundle", b, c)
+        _cleanup(r, c)
+        assert res.returncode == 0, (name, str(res))
+        assert sorted(res.stdout.splitlines()) == want, (name, str(res))
