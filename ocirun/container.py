@@ -624,6 +624,11 @@ class _Creator:
         self.mgr.create()
         # the record learns which directories were made (delete --force removes those, and only those)
         self.store.write(self.c.id, self._record("creating"), recovery=False)
+        if self.mgr.is_frozen():
+            # the init placed there would stop in the freezer and create would wait for it forever (runc:
+            # "container's cgroup unexpectedly frozen")
+            raise OciError("linux.cgroupsPath: the container's cgroup is frozen (freezer.state FROZEN or "
+                           "cgroup.freeze 1); thaw it or choose another path")
         busy = self.mgr.pids()
         if busy:
             # e.g. the cgroup of an orphaned container whose state was lost: never share it (as runc 1.2)
