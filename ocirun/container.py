@@ -1067,7 +1067,7 @@ def _init(cr, chan, start):
     if proc.terminal:
         from . import terminal
 
-        master, slave, spath = terminal.open_pty(proc.console_size)
+        master, slave, spath = terminal.open_pty(proc.console_size, proxied=cr.console_fd is None)
         terminal.bind_console(sys, spath)
         if cr.console_fd is not None:
             protocol.send_fd_over(cr.console_fd, master, spath.encode())

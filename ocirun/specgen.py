@@ -42,7 +42,9 @@ def default_spec(rootless=False):
         ],
         "linux": {
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
+            # a cgroup namespace only on a cgroup v2 host, as runc spec (on v1 it would hide the cgroup paths
+            # that tools inside expect)
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount") + _cgroupns()],
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
         },
@@ -52,7 +54,7 @@ def default_spec(rootless=False):
         lin.pop("resources")
         lin["uidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
         lin["gidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
-        lin["namespaces"] = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup", "user")]
+        lin["namespaces"] = [{"type": t} for t in ("pid", "ipc", "uts", "mount") + _cgroupns() + ("user",)]
         mounts = [m for m in spec["mounts"] if m["destination"] not in ("/sys/fs/cgroup",)]
         for m in mounts:
             if m["destination"] == "/sys":
@@ -61,3 +63,9 @@ def default_spec(rootless=False):
                 m["options"] = [o for o in m["options"] if o != "gid=5"]
         spec["mounts"] = mounts
     return spec
+
+
+def _cgroupns():
+    import os
+
+    return ("cgroup",) if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else ()

@@ -23,11 +23,6 @@ def get_winsize(fd):
     return rows, cols
 
 
-# True in an `ocirun run` in the foreground without --console-socket: the pty the init makes (a fork of that
-# process) is proxied by ocirun itself, so its ONLCR is cleared (see open_pty).
-LOCAL_PROXY = False
-
-
 def clear_onlcr(fd):
     """No "\n" -> "\r\n" on the pty's output (termios on the master applies to the pair): runc's
     console.ClearONLCR on the pty it proxies, so `run -t`/`exec -t` output read through ocirun is the
@@ -40,10 +35,10 @@ def clear_onlcr(fd):
         termios.tcsetattr(fd, termios.TCSANOW, attrs)
 
 
-def open_pty(console_size=None, proxied=None):
+def open_pty(console_size=None, proxied=False):
     """In the init, after pivot_root: a pty from the container's /dev/ptmx. Returns (master, slave, slave_path).
 
-    proxied (default: LOCAL_PROXY): ocirun itself will copy the pty's output (foreground, no console socket),
+    proxied: ocirun itself will copy the pty's output (foreground, no console socket),
     so ONLCR is cleared before the process can write anything, as runc does for the pty it proxies. A master
     sent to a --console-socket keeps the kernel's default (ONLCR set), as runc leaves it: the receiver decides."""
     try:
@@ -55,7 +50,7 @@ def open_pty(console_size=None, proxied=None):
     path = os.ttyname(slave)
     if console_size:
         set_winsize(master, console_size[0], console_size[1])
-    if LOCAL_PROXY if proxied is None else proxied:
+    if proxied:
         try:
             clear_onlcr(master)
         except OSError as e:

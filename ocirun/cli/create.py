@@ -19,21 +19,7 @@ def options(g, fl, detach=True):
                    systemd_cgroup=bool(g.systemd_cgroup), detach=detach, keep=bool(fl.keep))
 
 
-def set_local_proxy(on):
-    """Whether the init's pty will be proxied by this process (foreground run, no --console-socket): then the
-    init clears its ONLCR (terminal.open_pty). The init is a fork of this process, so a module flag reaches it."""
-    import sys
-
-    if on:
-        from .. import terminal
-
-        terminal.LOCAL_PROXY = True
-    elif "ocirun.terminal" in sys.modules:  # an earlier in-process run_cli call (tests) may have set it
-        sys.modules["ocirun.terminal"].LOCAL_PROXY = False
-
-
 def run(g, fl, args):
     need_args(args, 1, "create", USAGE, at_most=1)
-    set_local_proxy(False)
     Container.create(args[0], fl.bundle or ".", options(g, fl))
     return 0

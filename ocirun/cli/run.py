@@ -1,6 +1,6 @@
 """ocirun run [--detach|-d] [--bundle|-b DIR] [--pid-file F] [--console-socket S] [--keep] ... ID"""
 from . import need_args
-from .create import FLAGS as CREATE_FLAGS, options, set_local_proxy
+from .create import FLAGS as CREATE_FLAGS, options
 from ..container import Container
 
 USAGE = "[command options] <container-id>"
@@ -9,5 +9,4 @@ FLAGS = dict(CREATE_FLAGS, detach="bool", d="detach", keep="bool")
 
 def run(g, fl, args):
     need_args(args, 1, "run", USAGE, at_most=1)
-    set_local_proxy(not fl.detach and not fl.console_socket)
     return Container.run(args[0], fl.bundle or ".", options(g, fl, detach=bool(fl.detach)))
