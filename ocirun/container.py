@@ -588,6 +588,9 @@ class _Creator:
             S.set_child_subreaper()
         pchan, cchan = protocol.Channel.pair()
         self.chan = pchan
+        # foreground without a terminal: the process gets pipes that ocirun copies to and from its own stdio
+        # (runc's setupIO), owned by the container's root, not the caller's files themselves
+        self.stdio = _stdio_pipes(self.plan) if fg and not cfg.process.terminal and not self.no_process else None
         join_fds = self.plan.open_join_fds()
         # Stage 1 is forked as early as it can be: from here the two processes work side by side (2 cores):
         # stage 1 imports what the stages need and builds the namespaces and the rootfs, the parent makes the
@@ -598,6 +601,12 @@ class _Creator:
             pid = os.fork()
             if pid == 0:  # ---- stage 1
                 pchan.close()
+                if self.stdio is not None:
+                    theirs, ours = self.stdio
+                    for i, fd in enumerate(theirs):
+                        os.dup2(fd, i)
+                    for fd in theirs + ours:
+                        os.close(fd)
                 _child_main(self, cchan, join_fds, start)
                 os._exit(0)  # not reached
         finally:
@@ -607,6 +616,10 @@ class _Creator:
         self.stage1_start = St.proc_start_time(pid)
         trace("parent: forked")
         cchan.close()
+        if self.stdio is not None:
+            for fd in self.stdio[0]:
+                os.close(fd)
+            self.stdio = self.stdio[1]
         for fd in self.idmap_fds.values():
             os.close(fd)
         # the cgroup manager (its modules, /proc/self/cgroup, mountinfo) is built while stage 1 starts
@@ -824,7 +837,8 @@ class _Creator:
 
         pid = self.init_pid
         trace("parent: waiting")
-        code = process.wait_forwarding(pid, self.pty_master, lambda: St.proc_start_time(pid) is not None)
+        code = process.wait_forwarding(pid, self.pty_master, lambda: St.proc_start_time(pid) is not None,
+                                       stdio=self.stdio)
         self.pty_master = None
         trace("parent: exited")
         if not self.opts.keep:
@@ -835,6 +849,27 @@ class _Creator:
                 lock.release()
         trace("parent: deleted")
         return code
+
+
+def _stdio_pipes(plan):
+    """Three pipes for a foreground process without a terminal: ([its stdin, stdout, stderr], [our ends]),
+    its ends owned by the container's root (runc: newProcessIO with the host uid/gid of the container's root)."""
+    from . import namespaces
+
+    r0, w0 = os.pipe()
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    uid = namespaces.host_id(plan.uid_mappings, 0) if plan.new_user else 0
+    gid = namespaces.host_id(plan.gid_mappings, 0) if plan.new_user else 0
+    if uid or gid:
+        for fd in (r0, w1, w2):
+            try:
+                os.fchown(fd, uid if uid is not None else -1, gid if gid is not None else -1)
+            except OSError:
+                pass
+    for fd in (w0, r1, r2):
+        os.set_inheritable(fd, False)
+    return [r0, w1, w2], [w0, r1, r2]
 
 
 def _send_or_read_error(chan, t, fd=None, **fields):

@@ -110,6 +110,14 @@ def write_time_offsets(offsets):
         raise OciError(f"linux.timeOffsets: cannot write /proc/self/timens_offsets: {e.strerror}") from None
 
 
+def host_id(maps, cid):
+    """The host id that container id `cid` maps to, or None."""
+    for m in maps or ():
+        if m.container_id <= cid < m.container_id + m.size:
+            return m.host_id + cid - m.container_id
+    return None
+
+
 def maps_contain(maps, cid):
     return any(m.container_id <= cid < m.container_id + m.size for m in maps)
 

@@ -281,8 +281,9 @@ def reset_signals():
             pass
 
 
-def wait_forwarding(pid, pty_master=None, alive=None):
-    """Foreground supervision (run, exec): forward signals to `pid`, proxy its pty if any, and return its
+def wait_forwarding(pid, pty_master=None, alive=None, stdio=None):
+    """Foreground supervision (run, exec): forward signals to `pid`, proxy its pty if any (or copy our stdio to
+    and from its pipes: `stdio` = [its stdin's write end, its stdout's and stderr's read ends]), and return its
     status as a shell would (128+N when killed by signal N). We must be its parent or subreaper."""
     import _signal
     import gc
@@ -307,15 +308,70 @@ def wait_forwarding(pid, pty_master=None, alive=None):
 
         terminal.proxy(pty_master, alive or (lambda: True))
         os.close(pty_master)
+    pumps = _start_pumps(stdio) if stdio else None
     while True:
         try:
             wpid, status = os.waitpid(-1, 0)
         except ChildProcessError:
-            return 255
+            code = 255
+            break
         if wpid == pid:
-            if os.WIFSIGNALED(status):
-                return 128 + os.WTERMSIG(status)
-            return os.WEXITSTATUS(status)
+            code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            break
+    if pumps is not None:
+        _finish_pumps(pumps)
+    return code
+
+
+def _start_pumps(stdio):
+    """Copy our stdin to the process's and its stdout/stderr to ours, on threads (_thread: `threading` is
+    slower to import); returns the locks released when its outputs reach EOF."""
+    import _thread
+
+    w0, r1, r2 = stdio
+
+    def copy(src, dst, done=None, close_dst=False):
+        try:
+            while True:
+                try:
+                    data = os.read(src, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                try:
+                    while data:
+                        data = data[os.write(dst, data):]
+                except OSError:
+                    if not close_dst:  # our stdout is gone: keep reading so the process is not blocked
+                        continue
+                    break
+        finally:
+            if close_dst:
+                try:
+                    os.close(dst)
+                except OSError:
+                    pass
+            else:
+                os.close(src)
+            if done is not None:
+                done.release()
+
+    locks = []
+    for src, dst in ((r1, 1), (r2, 2)):
+        lk = _thread.allocate_lock()
+        lk.acquire()
+        locks.append(lk)
+        _thread.start_new_thread(copy, (src, dst, lk))
+    _thread.start_new_thread(copy, (0, w0, None, True))
+    return locks
+
+
+def _finish_pumps(locks, timeout=5.0):
+    """After the process exited: let its output reach EOF (bounded: something it left behind may hold the
+    pipe; the caller destroys the container next, which ends those)."""
+    for lk in locks:
+        lk.acquire(timeout=timeout)
 
 
 SCHED_POLICIES = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3, "SCHED_ISO": 4,

@@ -467,6 +467,12 @@ def _v1_controllers():
         return [m.mp for m in H.parse(f.read()) if m.fstype == "cgroup" and m.mp.startswith("/sys/fs/cgroup/")]
 
 
+def _with_cgroupns(cfg):
+    """The default spec has a cgroup namespace only on cgroup v2 hosts (as runc spec): these tests want one."""
+    if not any(n["type"] == "cgroup" for n in cfg["linux"]["namespaces"]):
+        cfg["linux"]["namespaces"].append({"type": "cgroup"})
+
+
 def test_cgroup_v1_mount_with_cgroup_namespace(ctr):
     if "/sys/fs/cgroup/memory" not in _v1_controllers():
         pytest.skip("no cgroup v1 memory hierarchy on this host")
@@ -474,6 +480,7 @@ def test_cgroup_v1_mount_with_cgroup_namespace(ctr):
 
     def edit(cfg):
         cfg["linux"]["resources"]["memory"] = {"limit": limit}
+        _with_cgroupns(cfg)
     res = ctr(f"cat /proc/self/cgroup; echo {SEP}; cat /sys/fs/cgroup/memory/memory.limit_in_bytes; "
               f"cat /sys/fs/cgroup/memory/cgroup.procs; ls /sys/fs/cgroup; echo {SEP}; {MI}", edit=edit)
     cg, out, mi = H.sections(res.stdout)
@@ -496,6 +503,7 @@ def test_cgroup2_mount(ctr):
         pytest.skip("no cgroup2 hierarchy mounted on this host")
 
     def prepare(b, cfg):
+        _with_cgroupns(cfg)
         cfg["mounts"].append(_mount("/cg2", "cgroup2", "cgroup2", ["nosuid", "nodev", "noexec"]))
     res = ctr(f"cat /cg2/cgroup.procs; echo {SEP}; {MI}", prepare=prepare)
     procs, mi = H.sections(res.stdout)
