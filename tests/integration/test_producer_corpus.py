@@ -31,13 +31,6 @@ same as runc's. A corpus file runc refuses must be refused by ocirun too. Where 
 version and the config, sets exactly that part aside, checking ocirun against 1.2+ where the probe shows it:
 (r)shared root propagation (in the test), tmpfs over an existing directory (_tmpfs_mode_as_runc_1_2).
 """
-import pytest as _pytest
-
-# Gated until it has stayed green while the product changes (issue 12): failures not explained by runc 1.1 vs
-# 1.2+ or spec/EXTENSIONS.md are listed as ocirun bugs in /work/notes/corpus-todo.md.
-# Run it by hand: OCIRUN_CORPUS=1 .venv/bin/python -m pytest tests/integration/test_producer_corpus.py
-pytestmark = _pytest.mark.skipif(__import__("os").environ.get("OCIRUN_CORPUS") != "1",
-                                 reason="producer corpus vs runc 1.1.5 not yet green (issue 12 open); OCIRUN_CORPUS=1 runs it")
 
 import ctypes
 import glob
