@@ -11,13 +11,14 @@ from .config import Device
 from .errors import OciError
 from .rootfs import clean
 
+# runc's order (specconv AllowedDevices): in a user namespace they are bind mounts, whose order shows
 DEFAULT_DEVICES = (
     Device(type="c", path="/dev/null", major=1, minor=3, file_mode=0o666, uid=0, gid=0),
-    Device(type="c", path="/dev/zero", major=1, minor=5, file_mode=0o666, uid=0, gid=0),
-    Device(type="c", path="/dev/full", major=1, minor=7, file_mode=0o666, uid=0, gid=0),
     Device(type="c", path="/dev/random", major=1, minor=8, file_mode=0o666, uid=0, gid=0),
-    Device(type="c", path="/dev/urandom", major=1, minor=9, file_mode=0o666, uid=0, gid=0),
+    Device(type="c", path="/dev/full", major=1, minor=7, file_mode=0o666, uid=0, gid=0),
     Device(type="c", path="/dev/tty", major=5, minor=0, file_mode=0o666, uid=0, gid=0),
+    Device(type="c", path="/dev/zero", major=1, minor=5, file_mode=0o666, uid=0, gid=0),
+    Device(type="c", path="/dev/urandom", major=1, minor=9, file_mode=0o666, uid=0, gid=0),
 )
 
 SYMLINKS = (("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"), ("/proc/self/fd/1", "/dev/stdout"),

@@ -24,9 +24,6 @@ pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (runs containers)"),
     pytest.mark.skipif(not os.access(harness.RUNC, os.X_OK), reason=f"host: {harness.RUNC} is not installed"),
-    # not yet verified green against this session's last product changes (issue 12 stays open for it)
-    pytest.mark.skipif(os.environ.get("OCIRUN_DIFFERENTIAL") != "1",
-                       reason="differential runc/ocirun suite not yet green in CI (issue 12 open); OCIRUN_DIFFERENTIAL=1 runs it"),
 ]
 
 MAX_EXAMPLES = int(os.environ.get("DIFF_MAX_EXAMPLES", "120"))
