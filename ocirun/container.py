@@ -607,6 +607,14 @@ class _Creator:
                         os.dup2(fd, i)
                     for fd in theirs + ours:
                         os.close(fd)
+                # nothing of the caller's but stdio and the --preserve-fds ones goes on into the container, not
+                # even until exec (runc's created init holds none: CVE-2024-21626 class)
+                keep = {cchan.fd, *(fd for _, _, fd in join_fds), *self.idmap_fds.values()}
+                if self.console_fd is not None:
+                    keep.add(self.console_fd)
+                from . import process as _process
+
+                _process.close_inherited(keep, self.opts.preserve_fds)
                 _child_main(self, cchan, join_fds, start)
                 os._exit(0)  # not reached
         finally:
