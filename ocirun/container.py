@@ -1164,9 +1164,11 @@ def _init(cr, chan, start):
             # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it before dropping capabilities.
             sfilter.load()
             pending = None
+        in_cwd = process.chdir_privileged(proc.cwd)
         process.switch_user(proc.user, cr.caps, sys, setgroups_allowed=_setgroups_allowed(cr.plan))
         os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
-        process.chdir_inside(proc.cwd)
+        if not in_cwd:
+            process.chdir_inside(proc.cwd)
         return pending
 
     early = not h.start_container and (proc.no_new_privileges or sfilter is None)

@@ -384,9 +384,11 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts, state, no_new
         from . import lsm
 
         lsm.apply_exec_labels(proc)
+    in_cwd = process.chdir_privileged(proc.cwd)
     process.switch_user(proc.user, caps, sys, setgroups_allowed=allowed)
     os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
-    process.chdir_inside(proc.cwd)
+    if not in_cwd:
+        process.chdir_inside(proc.cwd)
     process.reset_signals()
     process.exec_process(path, proc.args, env, opts.preserve_fds, sys,
                          last=sfilter.load if sfilter is not None else None)

@@ -480,6 +480,20 @@ def apply_scheduling(proc, linux=None, sys=S.SYS):
                            f"{os.strerror(e.errno)}") from None
 
 
+def chdir_privileged(cwd):
+    """Before the user switch: chdir to process.cwd while the runtime may still enter any directory (runc: a
+    cwd only root can reach works for a process that could not reach it itself). Returns False when even that
+    was refused (EACCES/EPERM, e.g. in a user namespace): chdir_inside() then tries again as the user."""
+    try:
+        os.chdir(cwd or "/")
+    except PermissionError:
+        return False
+    except OSError:
+        pass  # chdir_inside says what is wrong
+    chdir_inside(cwd)
+    return True
+
+
 def chdir_inside(cwd):
     """chdir to process.cwd and make sure it is inside the container's root (CVE-2024-21626: a cwd such as
     /proc/self/fd/N must never land on a host directory through an inherited fd). getcwd(3) fails with ENOENT

@@ -359,3 +359,28 @@ def test_env_empty_home_and_duplicates(oci, runc, bundle, cid, env, want):
         _cleanup(r, c)
         assert res.returncode == 0, (name, str(res))
         assert sorted(res.stdout.splitlines()) == want, (name, str(res))
+
+
+@pytest.mark.parametrize("verb", ["run", "exec"])
+def test_cwd_only_root_can_enter(oci, runc, bundle, cid, verb):
+    """process.cwd a directory only root may enter (0700 root) with a non-root user: the runtime changes into it
+    while still privileged, as runc does (issue 18: ocirun switched user first and failed)."""
+    import os
+
+    def edit(cfg):
+        cfg["process"]["user"] = {"uid": 42, "gid": 42}
+        cfg["process"]["cwd"] = "/secret"
+    b = bundle(["sh", "-c", "pwd"] if verb == "run" else ["sleep", "30"], edit=edit)
+    os.mkdir(os.path.join(b, "rootfs", "secret"), 0o700)
+    for name, rt in (("ocirun", oci), ("runc", runc)):
+        i = cid(name)
+        try:
+            if verb == "run":
+                r = rt("run", "--bundle", b, i)
+                assert r.returncode == 0 and r.stdout.strip() == "/secret", (name, r)
+            else:
+                assert rt("run", "-d", "--bundle", b, i).returncode == 0
+                r = rt("exec", "--user", "42:42", i, "sh", "-c", "pwd")
+                assert r.returncode == 0 and r.stdout.strip() == "/secret", (name, r)
+        finally:
+            rt("delete", "--force", i)
