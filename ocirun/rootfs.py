@@ -523,7 +523,7 @@ def _tmpcopyup(root, fd, m, flags, data, where):
         sys.mount("", tmp, "", S.MS_PRIVATE, None)
         staging = os.path.join(tmp, "t")
         os.mkdir(staging)
-        sys.mount("tmpfs", staging, "tmpfs", flags, data)
+        sys.mount(m.source or "tmpfs", staging, "tmpfs", flags, data)
         try:
             src = S.fd_path(fd)
             for name in os.listdir(src):
@@ -583,7 +583,6 @@ def _mount_cgroup(root, dest, opts, ctx, where, fstype):
     sys = root.sys
     ctx.ensure_placed()
     plan = ctx.cgroup_plan
-    flags = opts.flags & ~(S.MS_REMOUNT | S.MS_RDONLY)
     fd = root.ensure(dest, is_dir=True)
     try:
         if plan is None or plan[0] == 2 or fstype == "cgroup2":
@@ -600,7 +599,8 @@ def _mount_cgroup(root, dest, opts, ctx, where, fstype):
                     _remount_bind(root, dest, opts.flags & ~S.MS_REMOUNT, where)
             return
         # cgroup v1: a tmpfs with one bind mount per hierarchy of the container's own cgroup directory
-        _mount(sys, "tmpfs", fd, "tmpfs", flags, "mode=755", where)
+        # runc's tmpfs there takes nosuid,nodev,noexec whatever the mount's options (its defaultMountFlags)
+        _mount(sys, "tmpfs", fd, "tmpfs", S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC, "mode=755", where)
     finally:
         os.close(fd)
     for name, host_dir in plan[1]:

@@ -303,6 +303,14 @@ KNOWN = [
           "standard_init_linux.go (h.SetDefaultEnv(l.config.Env)); absent from v1.1.5",
           lambda c: any(isinstance(h, dict) and h.get("env") == [] for h in _hooks(c, "startContainer")),
           keys=("hook[startContainer-",), accept=_start_hook_env_accept),
+    Known("rootfs-slave-parent", "main",
+          "rootfsPropagation slave/rslave: runc 1.1.5 (and 1.2-1.4) make the mount holding the rootfs private, so the "
+          "container's / is private; runc main keeps it a slave (HostToContainer propagation), as ocirun does",
+          "runc ec170d867 \"fix(libcontainer): preserve rootfs slave propagation\" (main, unreleased): "
+          "HEAD:libcontainer/rootfs_linux.go rootfsParentMountPropagationFlags",
+          lambda c: ((c.get("linux") or {}).get("rootfsPropagation") in ("slave", "rslave")),
+          keys=("mount[",), accept=lambda cfg, key, a, b: key.endswith(".propagation") and a == ["private"]
+          and isinstance(b, list) and len(b) == 1 and b[0].startswith("master:")),
     Known("no-proc-mount", "1.2.0",
           "no /proc mount in the container: runc 1.1.5 closes its leftover fds through /proc/self/fd and fails "
           "(\"error closing exec fds\"); runc 1.2.0 uses close_range(2) with CLOSE_RANGE_CLOEXEC and runs",
