@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-REQ_RE = re.compile(r"^\s*\[(MUST|SHOULD|MAY)\]\s+(\S+?\.md)#(\S+)\s*$", re.M)
+# [ECOSYSTEM] marks what no spec sentence requires but engines send and runc accepts (spec/EXTENSIONS.md)
+REQ_RE = re.compile(r"^\s*\[(MUST|SHOULD|MAY|ECOSYSTEM)\]\s+(\S+?\.md)#(\S+)\s*$", re.M)
 
 
 def requirement_of(item):
