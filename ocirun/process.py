@@ -217,8 +217,28 @@ def _check_exec(path, name):
         raise OciError(f'exec: "{name}": permission denied')
 
 
+def fix_stdio_owner(uid):
+    """The process's stdio (a pty slave, pipes) made outside the container: owned by its user, so that it can
+    use them (runc's fixStdioPermissions): the uid only, and not for /dev/null or what already is the user's;
+    an fd that cannot be changed (EPERM, EROFS...) is left as it is."""
+    import stat as _stat
+
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if st.st_uid == uid or (_stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)):
+            continue
+        try:
+            os.fchown(fd, uid, -1)
+        except OSError:
+            pass
+
+
 def switch_user(user, caps, sys=S.SYS, setgroups_allowed=True):
     """Bounding set, then setgroups/setgid/setuid keeping capabilities, then the exact capability sets."""
+    fix_stdio_owner(user.uid)
     if not setgroups_allowed and user.additional_gids:
         raise OciError("process.user.additionalGids: cannot set supplementary groups: setgroups is denied in "
                        "this user namespace (/proc/self/setgroups)")

@@ -384,3 +384,17 @@ def test_cwd_only_root_can_enter(oci, runc, bundle, cid, verb):
                 assert r.returncode == 0 and r.stdout.strip() == "/secret", (name, r)
         finally:
             rt("delete", "--force", i)
+
+
+def test_tty_owned_by_the_process_user(oci, runc, bundle, cid, tmp_path):
+    """`run -t` with process.user 1000: the pty the process gets is owned by uid 1000 (runc's
+    fixStdioPermissions; issue 18: it stayed 0 under ocirun)."""
+    def edit(cfg):
+        cfg["process"]["terminal"] = True
+        cfg["process"]["user"] = {"uid": 1000, "gid": 1000}
+    b = bundle(["sh", "-c", "stat -c %u $(readlink /proc/self/fd/0)"], edit=edit)
+    for name, r in _runtimes(oci, runc):
+        c = cid()
+        code, out, err = _run_with_tty_stdin(r, ["run", "--bundle", b, c], tmp_path, name + "-own")
+        _cleanup(r, c)
+        assert code == 0 and out.replace(b"\0", b"").split() == [b"1000"], (name, code, out, err)
