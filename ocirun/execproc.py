@@ -366,7 +366,7 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts, state, no_new
         from .container import _personality
 
         _personality(sys, lin.personality)
-    process.apply_scheduling(proc, None, sys)
+    process.apply_scheduling(proc, lin, sys)  # linux.memoryPolicy too: the exec'd process gets it (runc)
     process.set_cpu_affinity(proc, "final")
     if proc.no_new_privileges:
         sys.prctl(S.PR_SET_NO_NEW_PRIVS, 1)

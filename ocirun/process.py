@@ -5,6 +5,7 @@ import stat
 from . import capabilities
 from . import syscalls as S
 from .errors import OciError
+from .semantics import MAX_CPUS, MAX_NUMA_NODES, list_problem  # (stages run it after pivot_root)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -221,14 +222,12 @@ def fix_stdio_owner(uid):
     """The process's stdio (a pty slave, pipes) made outside the container: owned by its user, so that it can
     use them (runc's fixStdioPermissions): the uid only, and not for /dev/null or what already is the user's;
     an fd that cannot be changed (EPERM, EROFS...) is left as it is."""
-    import stat as _stat
-
     for fd in (0, 1, 2):
         try:
             st = os.fstat(fd)
         except OSError:
             continue
-        if st.st_uid == uid or (_stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)):
+        if st.st_uid == uid or (stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)):
             continue
         try:
             os.fchown(fd, uid, -1)
@@ -408,8 +407,6 @@ MPOL_FLAGS = {"MPOL_F_STATIC_NODES": 1 << 15, "MPOL_F_RELATIVE_NODES": 1 << 14, 
 def parse_cpu_list(text, where, limit=None):
     """'0-3,7' -> {0,1,2,3,7} (cpus and NUMA nodes share this syntax). Numbers at or above `limit` (default:
     the largest CPU count a kernel can have) are refused before any range is expanded."""
-    from .semantics import MAX_CPUS, list_problem
-
     err = list_problem(text or "", limit or MAX_CPUS)
     if err:
         raise OciError(f"{where}: {err}")
@@ -419,12 +416,6 @@ def parse_cpu_list(text, where, limit=None):
             lo, dash, hi = part.partition("-")
             out.update(range(int(lo), int(hi if dash else lo) + 1))
     return out
-
-
-def _max_nodes():
-    from .semantics import MAX_NUMA_NODES
-
-    return MAX_NUMA_NODES
 
 
 def check_scheduling(proc, linux=None):
@@ -454,7 +445,7 @@ def check_scheduling(proc, linux=None):
         for f in mp.get("flags") or ():
             if f not in MPOL_FLAGS:
                 raise OciError(f"linux.memoryPolicy.flags: unknown flag {f!r}")
-        parse_cpu_list(mp.get("nodes"), "linux.memoryPolicy.nodes", _max_nodes())
+        parse_cpu_list(mp.get("nodes"), "linux.memoryPolicy.nodes", MAX_NUMA_NODES)
 
 
 def set_cpu_affinity(proc, which):
@@ -492,7 +483,7 @@ def apply_scheduling(proc, linux=None, sys=S.SYS):
         mode = MPOL_MODES[mp["mode"]]
         for f in mp.get("flags") or ():
             mode |= MPOL_FLAGS[f]
-        nodes = parse_cpu_list(mp.get("nodes"), "linux.memoryPolicy.nodes", _max_nodes())
+        nodes = parse_cpu_list(mp.get("nodes"), "linux.memoryPolicy.nodes", MAX_NUMA_NODES)
         try:
             sys.set_mempolicy(mode, sorted(nodes))
         except OSError as e:

@@ -398,3 +398,23 @@ def test_tty_owned_by_the_process_user(oci, runc, bundle, cid, tmp_path):
         code, out, err = _run_with_tty_stdin(r, ["run", "--bundle", b, c], tmp_path, name + "-own")
         _cleanup(r, c)
         assert code == 0 and out.replace(b"\0", b"").split() == [b"1000"], (name, code, out, err)
+
+
+def test_exec_gets_memory_policy_and_cpu_affinity(oci, runc, bundle, cid):
+    """exec'd processes get linux.memoryPolicy (runc main) and process.execCPUAffinity; the exec child may not
+    import anything once it is in the container's mount namespace (it failed with ModuleNotFoundError)."""
+    def edit(cfg):
+        cfg["linux"]["memoryPolicy"] = {"mode": "MPOL_PREFERRED", "nodes": "0"}
+        cfg["process"]["execCPUAffinity"] = {"initial": "0", "final": "0"}
+    b = bundle(["sleep", "30"], edit=edit)
+    c = cid()
+    assert oci("run", "-d", "--bundle", b, c).returncode == 0
+    try:
+        r = oci("exec", c, "sh", "-c", "head -n 1 /proc/self/numa_maps | cut -d ' ' -f 2; "
+                                       "grep Cpus_allowed_list /proc/self/status")
+        assert r.returncode == 0, r
+        policy, cpus = r.stdout.splitlines()
+        assert policy.startswith("prefer"), r
+        assert cpus.split()[-1] == "0", r
+    finally:
+        oci("delete", "--force", c)
