@@ -403,14 +403,16 @@ def dev_entries(field, lst, key):
 
 
 def finish_destroy(mgr, d, timeout, kill=True):
-    """The end of destroy() on both drivers: wait until `d` has no process left (bounded), then remove the
-    directories this manager created (deepest first); mgr.created keeps what could not be removed."""
+    """The end of destroy() on both drivers: wait until `d` (a directory, or a list of them) has no process left
+    (bounded), then remove the directories this manager created (deepest first); mgr.created keeps what could not
+    be removed."""
+    dirs = [d] if isinstance(d, str) else list(d)
     if kill:
-        left = wait_empty(lambda: procs_recursive(d), timeout, SIGKILL)
+        left = wait_empty(lambda: sorted({p for x in dirs for p in procs_recursive(x)}), timeout, SIGKILL)
         if left:
             from . import CgroupError
 
-            raise CgroupError(f"cannot destroy cgroup {d}: processes {left[:5]} did not exit "
+            raise CgroupError(f"cannot destroy cgroup {dirs[0]}: processes {left[:5]} did not exit "
                               f"within {timeout:g}s of SIGKILL")
     left = remove_dirs(mgr.created)
     if left:

@@ -343,17 +343,18 @@ class V1Manager:
         """Kill what is left (only if the cgroup is ours, or force), then rmdir the directories we created,
         deepest first. Idempotent."""
 
-        d = self._pid_dir()
+        # every hierarchy, not one: a create interrupted while the init was being placed leaves it in some
+        # hierarchies only (and delete --force then found the cpu cgroup busy)
+        dirs = [h[4] for h in self.hierarchies if os.path.isdir(h[4]) and (force or h[4] in self.created)]
         killed = False
-        if os.path.isdir(d) and (force or d in self.created):
-            pids = C.procs_recursive(d)
-            if pids:
-                C.kill_pids(pids, C.SIGKILL)
-                fz = self.by_ctrl.get("freezer")
-                if fz and self.is_frozen():
-                    self._thaw_quiet(fz)        # frozen tasks cannot die
-                killed = True
-        C.finish_destroy(self, d, timeout, kill=killed)
+        pids = sorted({p for d in dirs for p in C.procs_recursive(d)})
+        if pids:
+            C.kill_pids(pids, C.SIGKILL)
+            fz = self.by_ctrl.get("freezer")
+            if fz and self.is_frozen():
+                self._thaw_quiet(fz)        # frozen tasks cannot die
+            killed = True
+        C.finish_destroy(self, dirs or [self._pid_dir()], timeout, kill=killed)
 
     # ------------------------------------------------------------------------------------------ stats
 
