@@ -731,6 +731,9 @@ class _Creator:
                     _move_net_devices(self.cfg.linux.net_devices, self.init_pid)
                 if self.mgr is not None:
                     self.mgr.add_pid(self.init_pid)
+                    from . import process as _process
+
+                    _process.reset_affinity(self.init_pid, self.mgr)
                 _send_or_read_error(chan, "placed", fd=self.listen_fd, pid=self.init_pid,
                                     cgroup_plan=_cgroup_plan(self.mgr))
                 if self.listen_fd is not None:

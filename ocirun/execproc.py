@@ -317,6 +317,7 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts, state, no_new
         _join_cgroup_dirs(dirs, os.getpid())
     elif mgr is not None:
         mgr.add_pid(os.getpid())
+    process.reset_affinity(0, mgr)
     user_joined = False
     for t, path, fd in fds:
         try:

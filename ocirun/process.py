@@ -448,6 +448,35 @@ def check_scheduling(proc, linux=None):
         parse_cpu_list(mp.get("nodes"), "linux.memoryPolicy.nodes", MAX_NUMA_NODES)
 
 
+def reset_affinity(pid, mgr):
+    """Once `pid` is in the container's cgroup: its CPU affinity becomes the cgroup's cpuset (all online CPUs
+    where that cannot be read), so a caller pinned with taskset does not pin the container (runc 1.2+).
+    process.execCPUAffinity, if set, is applied after this."""
+    cpus = None
+    d = mgr.path("cpuset") if mgr is not None else None
+    for f in ("cpuset.effective_cpus", "cpuset.cpus.effective", "cpuset.cpus"):
+        if not d:
+            break
+        try:
+            with open(os.path.join(d, f)) as fh:
+                text = fh.read().strip()
+        except OSError:
+            continue
+        if text:
+            cpus = parse_cpu_list(text, "cpuset")
+            break
+    if not cpus:
+        try:
+            with open("/sys/devices/system/cpu/online") as fh:
+                cpus = parse_cpu_list(fh.read().strip(), "online CPUs")
+        except (OSError, OciError):
+            return
+    try:
+        os.sched_setaffinity(pid, cpus)
+    except OSError:
+        pass  # a CPU of the set went offline meanwhile: leave it as it is
+
+
 def set_cpu_affinity(proc, which):
     aff = proc.exec_cpu_affinity or {}
     cpus = aff.get(which)

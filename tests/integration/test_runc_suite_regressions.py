@@ -418,3 +418,30 @@ def test_exec_gets_memory_policy_and_cpu_affinity(oci, runc, bundle, cid):
         assert cpus.split()[-1] == "0", r
     finally:
         oci("delete", "--force", c)
+
+
+def test_caller_cpu_pinning_not_inherited(oci, bundle, cid):
+    """A caller pinned to one CPU (taskset) does not pin the container: run and exec get the container cgroup's
+    cpuset, here every online CPU (runc 1.2+, cpu_affinity.bats; issue 18)."""
+    import os
+    import shutil
+    import subprocess
+
+    if len(os.sched_getaffinity(0)) < 2 or not shutil.which("taskset"):
+        pytest.skip("host: needs 2 CPUs and taskset")
+    with open("/sys/devices/system/cpu/online") as f:
+        online = f.read().strip()
+    pinned = ["taskset", "-c", "1"]
+    c = cid()
+    out = subprocess.run(pinned + oci.argv("run", "--bundle", bundle(["grep", "Cpus_allowed_list", "/proc/self/status"]),
+                                           c), capture_output=True, text=True, timeout=30)
+    oci("delete", "--force", c)
+    assert out.returncode == 0 and out.stdout.split()[-1] == online, (out.stdout, out.stderr)
+    c = cid()
+    assert oci("run", "-d", "--bundle", bundle(["sleep", "30"]), c).returncode == 0
+    try:
+        e = subprocess.run(pinned + oci.argv("exec", c, "grep", "Cpus_allowed_list", "/proc/self/status"),
+                           capture_output=True, text=True, timeout=30)
+        assert e.returncode == 0 and e.stdout.split()[-1] == online, (e.stdout, e.stderr)
+    finally:
+        oci("delete", "--force", c)
