@@ -292,7 +292,10 @@ def _cgroup_from(st):
         return None
     from . import cgroups
 
-    return cgroups.manager_from_dict(d)
+    mgr = cgroups.manager_from_dict(d)
+    # directories create was about to make when it was interrupted (recorded before the mkdir): ours too
+    mgr.created = list(mgr.created) + [x for x in (st.get("cgroup_pending") or ()) if x not in mgr.created]
+    return mgr
 
 
 def _kill_wait(pid, start_time, timeout=5.0):
@@ -570,6 +573,7 @@ class _Creator:
                 "bundle": self.bundle, "rootfs": self.rootfs, "created": self.created,
                 "annotations": cfg.annotations, "config": cfg.raw,
                 "cgroup": self.mgr.to_dict() if self.mgr is not None else None,
+                "cgroup_pending": getattr(self, "cgroup_pending", None),
                 "no_new_keyring": bool(self.opts.no_new_keyring), "no_process": bool(self.no_process),
                 "host_mnt_ns": bool(self.host_mnt),
                 "host_mounts_before": getattr(self, "host_mounts_before", None)}
@@ -597,9 +601,15 @@ class _Creator:
         # state dir, the record and the cgroups. Nothing on the host exists yet: if the parent fails or dies
         # before the record is written, the stages see the channel's EOF and exit, taking their namespaces
         # and mounts with them.
+        parent = os.getpid()
         try:
             pid = os.fork()
             if pid == 0:  # ---- stage 1
+                # stage 1 dies with the parent (an init it forks does not inherit this): a create killed before
+                # it recorded stage 1 leaves nothing running, even a stage stopped where it cannot see the EOF
+                S.SYS.prctl(S.PR_SET_PDEATHSIG, 9)
+                if os.getppid() != parent:
+                    os._exit(1)
                 pchan.close()
                 if self.stdio is not None:
                     theirs, ours = self.stdio
@@ -635,6 +645,7 @@ class _Creator:
                                        own_text=cgroups.read_own())
         self.lock = self.store.new(self.c.id)  # an existing id fails here: _cleanup then leaves its dir alone
         self.own_dir = True
+        self.cgroup_pending = self.mgr.to_create()
         # The record (stage 1 and the cgroup paths) exists before any cgroup is made: nothing leaks untracked.
         # (recover.json, the copy of pids and cgroups for a damaged state.json, is written once they are known.)
         self.store.write(self.c.id, self._record("creating"), recovery=False)
@@ -727,6 +738,10 @@ class _Creator:
                 # needs its cgroup (cgroup namespace, cgroup mounts, pivot_root). Placement comes first (the
                 # init is waiting); the record follows while the init finishes its rootfs.
                 trace("parent: got pid")
+                # The record knows stage 1, the init and the cgroups before anything else happens: a create
+                # killed from here on is cleaned up fully by delete --force, even with the init stopped where it
+                # cannot see the channel's EOF (the reliability suite's fault hooks).
+                self.store.write(self.c.id, self._record("creating"))
                 if (self.cfg.linux or C.Linux()).net_devices:
                     _move_net_devices(self.cfg.linux.net_devices, self.init_pid)
                 if self.mgr is not None:
@@ -740,10 +755,6 @@ class _Creator:
                     os.close(self.listen_fd)
                     self.listen_fd = None
                 trace("parent: init placed")
-                # The record now knows stage 1, the init and the cgroups: a create killed from here on is
-                # cleaned up fully (before this, the stages exit on the channel's EOF and delete --force
-                # empties the cgroups named in the first record).
-                self.store.write(self.c.id, self._record("creating"))
                 if self.mgr is not None:
                     cgroups.preload_resources()  # while the init builds its rootfs
             elif t in ("rootfs", "hooks", "ready"):

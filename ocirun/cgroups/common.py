@@ -218,6 +218,20 @@ def to_int(text):
 
 # ---------------------------------------------------------------------------------------------- directories
 
+def missing_dirs(path, stop=None):
+    """The directories make_dirs(path) would create now (top-down), without creating anything."""
+    out = []
+    while path and not os.path.isdir(path):
+        if stop and not under(path, stop) or path == stop:
+            break
+        out.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return out[::-1]
+
+
 def make_dirs(path, created, stop=None):
     """mkdir -p `path`, appending every directory *we* created to `created` (top-down order).
     `stop` is the hierarchy mountpoint: never try to create it or anything above."""

@@ -107,6 +107,10 @@ class V1Manager:
 
     # ------------------------------------------------------------------------------------------ create
 
+    def to_create(self):
+        """The directories create() will make (recorded before they exist, so that nothing can leak untracked)."""
+        return [d for h in self.hierarchies for d in C.missing_dirs(h[4], stop=h[1])]
+
     def create(self):
         try:
             for h in self.hierarchies:

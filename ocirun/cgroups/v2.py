@@ -77,6 +77,10 @@ class V2Manager:
 
     # ------------------------------------------------------------------------------------------ create
 
+    def to_create(self):
+        """The directories create() will make (recorded before they exist, so that nothing can leak untracked)."""
+        return C.missing_dirs(self.dir, stop=self.root)
+
     def create(self):
         try:
             C.make_dirs(self.dir, self.created, stop=self.root)
