@@ -38,6 +38,20 @@ def _status_field(name):
     return None
 
 
+def mount_seen(pid, mountpoint, timeout=3.0):
+    """Whether `mountpoint` shows in /proc/PID/mountinfo, polling up to `timeout` (propagation is synchronous, but
+    a loaded machine may be slow to show it; a "not seen" answer is given the same time to be wrong)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if any(m["mountpoint"] == mountpoint for m in mountinfo(f"/proc/{pid}/mountinfo")):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
 @functools.lru_cache(None)
 def bounding_caps():
     return caps_from_hex(_status_field("CapBnd"))

@@ -573,14 +573,7 @@ def test_rootfs_propagation_from_host(oci, prop, receives):
     target = os.path.join(b.rootfs, "mnt", "fromhost")
     subprocess.run(["mount", "-t", "tmpfs", "cfhost", target], check=True)
     oci.add_cleanup(lambda: subprocess.run(["umount", "-l", target]))
-    # propagation is synchronous in the kernel, but a loaded machine may be slow to show it: poll a while for
-    # "seen", and give "not seen" the same time to be wrong
-    deadline = time.monotonic() + 3
-    while True:
-        seen = any(m["mountpoint"] == "/mnt/fromhost" for m in host.mountinfo(f"/proc/{pid}/mountinfo"))
-        if seen or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+    seen = host.mount_seen(pid, "/mnt/fromhost")
     assert seen == receives, f"{prop}: host mount {'not ' if receives else ''}seen in the container"
 
 
