@@ -292,3 +292,33 @@ def test_oom_killed(docker):
         assert st["OOMKilled"] is True, st
     finally:
         _rm(docker, cid)
+
+
+@pytest.mark.parametrize("prop", ["rslave", "rshared"])
+def test_volume_propagation(docker, tmp_path, prop):
+    """`docker run -v SRC:DST:rslave|rshared` (issue: it failed with rootfsPropagation "rslave" is not one of ...):
+    the container runs, its volume is a slave (rshared: a peer) of the host's shared source, and a mount the host
+    makes under the source afterwards appears inside."""
+    import subprocess
+
+    src = tmp_path / f"vol-{prop}"
+    (src / "later").mkdir(parents=True)
+    subprocess.run(["mount", "--bind", str(src), str(src)], check=True)
+    subprocess.run(["mount", "--make-shared", str(src)], check=True)
+    try:
+        cid = _detached(docker, "-v", f"{src}:/vol:{prop}", docker.image, "sleep", "300")
+        try:
+            subprocess.run(["mount", "-t", "tmpfs", "later", str(src / "later")], check=True)
+            deadline = time.monotonic() + 5
+            while True:
+                res = docker.docker("exec", cid, "sh", "-c", "grep ' /vol' /proc/self/mountinfo")
+                if " /vol/later " in res.stdout or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert " /vol/later " in res.stdout, _out(res, docker)
+            vol = [ln for ln in res.stdout.splitlines() if ln.split()[4] == "/vol"][0]
+            assert ("master:" if prop == "rslave" else "shared:") in vol, vol
+        finally:
+            _rm(docker, cid)
+    finally:
+        subprocess.run(["umount", "-R", "-l", str(src)])

@@ -159,3 +159,32 @@ def test_tty_through_script(podman):
     out = res.stdout.replace("\r", "")
     assert res.returncode == 0, _out(res)
     assert "/dev/pts/" in out and "tty-ok" in out, _out(res)
+
+
+def test_volume_rslave(podman, tmp_path):
+    """`podman run -v SRC:DST:rslave` runs under ocirun and a mount made on the host under the source later
+    appears inside (it failed on rootfsPropagation "rslave")."""
+    import subprocess
+    import time
+
+    src = tmp_path / "vol"
+    (src / "later").mkdir(parents=True)
+    subprocess.run(["mount", "--bind", str(src), str(src)], check=True)
+    subprocess.run(["mount", "--make-shared", str(src)], check=True)
+    try:
+        res = podman.run("-d", "-v", f"{src}:/vol:rslave", podman.image, "sleep", "300")
+        assert res.returncode == 0, _out(res)
+        cid = res.stdout.strip().splitlines()[-1]
+        try:
+            subprocess.run(["mount", "-t", "tmpfs", "later", str(src / "later")], check=True)
+            deadline = time.monotonic() + 5
+            while True:
+                r = podman.podman("exec", cid, "sh", "-c", "grep ' /vol' /proc/self/mountinfo")
+                if " /vol/later " in r.stdout or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert " /vol/later " in r.stdout, _out(r)
+        finally:
+            podman.podman("rm", "-f", cid)
+    finally:
+        subprocess.run(["umount", "-R", "-l", str(src)])
