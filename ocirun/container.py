@@ -1000,7 +1000,13 @@ def _stage1(cr, chan, join_fds):
         except OSError as e:
             raise OciError(f"linux.namespaces: unshare: {os.strerror(e.errno)}") from None
     if "time" in plan.new:
-        namespaces.write_time_offsets(plan.time_offsets)
+        # /proc/self/timens_offsets of a non-dumpable process belongs to the host's root, which a new user
+        # namespace does not map: dumpable for the write (nothing of the container runs yet), then not again
+        sys.prctl(S.PR_SET_DUMPABLE, 1)
+        try:
+            namespaces.write_time_offsets(plan.time_offsets)
+        finally:
+            sys.prctl(S.PR_SET_DUMPABLE, 0)
     trace("stage1: namespaces")
     if plan.needs_fork():
         pid = os.fork()

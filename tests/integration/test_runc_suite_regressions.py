@@ -445,3 +445,20 @@ def test_caller_cpu_pinning_not_inherited(oci, bundle, cid):
         assert e.returncode == 0 and e.stdout.split()[-1] == online, (e.stdout, e.stderr)
     finally:
         oci("delete", "--force", c)
+
+
+def test_time_offsets_in_a_user_namespace(oci, bundle, cid):
+    """A new user namespace with time offsets: the offsets are written (issue 18: 'cannot write
+    /proc/self/timens_offsets: Permission denied'; runc's timens.bats [simple timens + userns])."""
+    def edit(cfg):
+        cfg["linux"]["namespaces"] += [{"type": "user"}, {"type": "time"}]
+        cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
+        cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
+        cfg["linux"]["timeOffsets"] = {"monotonic": {"secs": 7881, "nanosecs": 2799}, "boottime": {"secs": 1337}}
+        cfg["linux"].pop("resources", None)
+    c = cid()
+    r = oci("run", "--bundle", bundle(["cat", "/proc/self/timens_offsets"], edit=edit), c)
+    oci("delete", "--force", c)
+    assert r.returncode == 0, r
+    rows = sorted(tuple(line.split()) for line in r.stdout.splitlines())
+    assert rows == [("boottime", "1337", "0"), ("monotonic", "7881", "2799")], r
