@@ -68,13 +68,35 @@ class Plan:
 
 
 def join(fds, sys=S.SYS):
-    for t, path, fd in fds:
-        try:
-            sys.setns(fd, FLAGS[t])
-        except OSError as e:
-            raise OciError(f"linux.namespaces: cannot join {t} namespace {path}: {os.strerror(e.errno)}") from None
-        finally:
-            os.close(fd)
+    """setns into each namespace. Those not owned by the user namespace being joined (e.g. the host's network
+    namespace) need the runtime's own privileges, so the others are joined first and the user namespace last;
+    one that refuses (EPERM: it is owned by that user namespace and wants to be joined from inside) is tried again
+    after it."""
+    later = []
+    try:
+        for t, path, fd in sorted(fds, key=lambda x: x[0] == "user"):
+            try:
+                sys.setns(fd, FLAGS[t])
+            except OSError as e:
+                if e.errno == 1 and t != "user" and any(x[0] == "user" for x in fds):
+                    later.append((t, path, fd))
+                    continue
+                raise OciError(f"linux.namespaces: cannot join {t} namespace {path}: {os.strerror(e.errno)}") \
+                    from None
+            if t == "user":
+                for t2, path2, fd2 in later:
+                    try:
+                        sys.setns(fd2, FLAGS[t2])
+                    except OSError as e:
+                        raise OciError(f"linux.namespaces: cannot join {t2} namespace {path2}: "
+                                       f"{os.strerror(e.errno)}") from None
+                later = []
+    finally:
+        for _, _, fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def format_idmap(maps):

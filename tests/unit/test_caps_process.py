@@ -304,11 +304,33 @@ def test_open_join_fds_then_join_with_fake(tmp_path):
     fake = FakeSyscalls()
     N.join(fds, fake)
     got = [(c.args[1], c.real["fd"]) for c in fake.of("setns")]
-    assert got == [(S.CLONE_NEWUSER, str(paths["user"])), (S.CLONE_NEWNET, str(paths["network"])),
-                   (S.CLONE_NEWNS, str(paths["mount"]))]
+    # runc's order (nsexec join_namespaces): the others first (some may be the host's and need our own
+    # privileges), then the user namespace
+    assert got == [(S.CLONE_NEWNET, str(paths["network"])), (S.CLONE_NEWNS, str(paths["mount"])),
+                   (S.CLONE_NEWUSER, str(paths["user"]))]
     for _, _, fd in fds:
         with pytest.raises(OSError):
             os.fstat(fd)  # join closed them
+
+
+def test_join_retries_eperm_after_the_user_namespace(tmp_path):
+    """A namespace owned by the joined user namespace may refuse us (EPERM) until we are in it: retried after."""
+    import errno as _errno
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from fakesys import FakeSyscalls
+
+    paths = {}
+    for t in ("ipc", "user", "network"):
+        paths[t] = tmp_path / t
+        paths[t].write_text("")
+    plan = N.Plan(_linux(*((t, str(p)) for t, p in paths.items())))
+    fake = FakeSyscalls()
+    fake.fail("setns", _errno.EPERM, when=lambda c: c.args[1] == S.CLONE_NEWIPC, once=True)
+    N.join(plan.open_join_fds(), fake)
+    got = [c.args[1] for c in fake.of("setns")]
+    assert got == [S.CLONE_NEWNET, S.CLONE_NEWUSER, S.CLONE_NEWIPC]
 
 
 def test_join_error_names_the_namespace(tmp_path):
