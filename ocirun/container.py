@@ -730,6 +730,15 @@ class _Creator:
             if t == "userns":
                 namespaces.write_id_mappings(m["pid"], self.plan)
                 _send_or_read_error(chan, "mapped")
+            elif t == "mountsrc":
+                tree, err = _open_source_in(self.init_pid, m.get("path", ""), bool(m.get("rec")))
+                if tree is None:
+                    chan.send("mountsrc", err=err)
+                else:
+                    try:
+                        chan.send_fd(tree, "mountsrc")
+                    finally:
+                        os.close(tree)
             elif t == "pid":
                 self.init_pid = m["pid"]
                 self.init_start = St.proc_start_time(self.init_pid)
@@ -871,6 +880,40 @@ class _Creator:
                 lock.release()
         trace("parent: deleted")
         return code
+
+
+def _open_source_in(pid, path, recursive):
+    """(fd, None) of a detached clone (open_tree) of `path` as seen in the mount namespace of `pid`, opened with
+    the runtime's own privileges by a helper that joins that namespace; (None, message) if it cannot be."""
+    pchan, cchan = protocol.Channel.pair()
+    helper = os.fork()
+    if helper == 0:
+        try:
+            pchan.close()
+            nsfd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            S.SYS.setns(nsfd, S.CLONE_NEWNS)
+            flags = S.OPEN_TREE_CLONE | S.OPEN_TREE_CLOEXEC | (S.AT_RECURSIVE if recursive else 0)
+            tree = S.SYS.open_tree(S.AT_FDCWD, path, flags)
+            cchan.send_fd(tree, "tree")
+            os._exit(0)
+        except BaseException as e:
+            try:
+                why = os.strerror(e.errno) if isinstance(e, OSError) and e.errno else str(e)
+                cchan.send("tree", err=f"source {path}: {why}")
+            finally:
+                os._exit(1)
+    cchan.close()
+    try:
+        m, fd = pchan.recv_fd()
+    finally:
+        pchan.close()
+        try:
+            os.waitpid(helper, 0)
+        except ChildProcessError:
+            pass
+    if fd is None:
+        return None, (m or {}).get("err") or f"source {path}: the helper died"
+    return fd, None
 
 
 def _stdio_pipes(plan):
@@ -1051,6 +1094,14 @@ def _init(cr, chan, start):
     ctx = rootfs.MountContext(cr.bundle, None, in_userns=cr.plan.in_user,
                               new_netns="network" in cr.plan.new, mount_label=lin.mount_label)
     ctx.cgroup_ns = "cgroup" in cr.plan.new
+    if cr.plan.in_user:
+        def open_source(path, recursive, where):
+            chan.send("mountsrc", path=path, rec=recursive)
+            m, fd = chan.expect_fd("mountsrc")
+            if fd is None:
+                raise OciError(f"{where}: {m.get('err') or 'the runtime could not open the source'}")
+            return fd
+        ctx.open_source = open_source
     placed = []
 
     def ensure_placed():

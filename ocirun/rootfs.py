@@ -249,6 +249,9 @@ class MountContext:
         self.idmap_fds = {}  # mount index -> fd of a detached idmapped mount tree, made by the parent
         self.cgroup_ns = False  # the container has a cgroup namespace of its own (cgroup v1: fresh mounts)
         self.readonly_later = []  # (dest, where): read-only tmpfs and /dev, made read-only by finish_readonly()
+        # in a user namespace: open_source(path, recursive) -> fd of a detached clone of the bind source, opened
+        # by the parent with the runtime's privileges inside the container's mount namespace (runc's way)
+        self.open_source = None
 
 
 def strip_root(rootfs, path):
@@ -274,16 +277,21 @@ def mount_one(root, m, index, ctx):
             src = m.source or ""
             if not os.path.isabs(src):
                 src = os.path.join(ctx.bundle, src)
+            rec = opts.flags & S.MS_REC
+            tree = ctx.idmap_fds.get(index)
+            if tree is None and ctx.open_source is not None:
+                # a user namespace's root may not reach the source (a 0700 directory of the host's root, an
+                # earlier mount of this container seen through such a path): the parent opens it for us
+                tree = ctx.open_source(src, bool(rec), where)
+                ctx.idmap_fds[index] = tree  # (closed with the others)
             try:
-                st = os.stat(src)
+                st = os.fstat(tree) if tree is not None else os.stat(src)
             except FileNotFoundError:
                 raise OciError(f"{where}: source {m.source} does not exist") from None
             except OSError as e:
                 raise OciError(f"{where}: source {m.source}: {e.strerror}") from None
             fd = root.ensure(dest, is_dir=stat.S_ISDIR(st.st_mode))
             try:
-                rec = opts.flags & S.MS_REC
-                tree = ctx.idmap_fds.get(index)
                 if tree is not None:
                     attach_tree(sys, tree, fd, where)
                 else:

@@ -462,3 +462,32 @@ def test_time_offsets_in_a_user_namespace(oci, bundle, cid):
     assert r.returncode == 0, r
     rows = sorted(tuple(line.split()) for line in r.stdout.splitlines())
     assert rows == [("boottime", "1337", "0"), ("monotonic", "7881", "2799")], r
+
+
+def test_userns_bind_source_only_host_root_can_reach(oci, runc, bundle, cid, tmp_path):
+    """In a user namespace, a bind source under a 0700 directory of the host's root: the runtime opens it with its
+    own privileges inside the container's mount namespace (runc's bats mounts.bats "mount order ... (userns)";
+    issue 18: "permission denied" before)."""
+    import os
+    import subprocess
+
+    secret = tmp_path / "secret"
+    (secret / "sub").mkdir(parents=True)
+    (secret / "sub" / "f").write_text("host-root-only")
+    os.chmod(secret, 0o700)
+    os.chmod(tmp_path, 0o755)
+
+    def edit(cfg):
+        cfg["linux"]["namespaces"].append({"type": "user"})
+        cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        cfg["linux"].pop("resources", None)
+        cfg["mounts"].append({"destination": "/mnt", "type": "bind", "source": str(secret / "sub"),
+                              "options": ["rbind"]})
+    b = bundle(["cat", "/mnt/f"], edit=edit)
+    subprocess.run(["chown", "-R", "100000:100000", os.path.join(b, "rootfs")], check=True)
+    for name, rt in (("ocirun", oci), ("runc", runc)):
+        i = cid(name)
+        r = rt("run", "--bundle", b, i)
+        rt("delete", "--force", i)
+        assert r.returncode == 0 and r.stdout == "host-root-only", (name, r)
