@@ -5,7 +5,7 @@ import time
 from . import need_args, root_of
 from .. import jsonio
 from ..container import Container
-from ..errors import UsageError
+from ..errors import OciError, UsageError
 
 USAGE = "[command options] <container-id>"
 FLAGS = {"stats": "bool", "interval": "str", "help": "bool", "h": "help"}
@@ -42,14 +42,44 @@ def run(g, fl, args):
 
     gc.enable()  # a long-running verb (main() turns the collector off for the short ones)
     last_oom = None
-    while c.status() in ("running", "created", "paused"):
-        st = c.stats()
+    while True:
+        try:
+            if c.status() not in ("running", "created", "paused"):
+                break
+            st = c.stats()
+        except OciError:
+            break  # deleted meanwhile: the stream ends, as runc's
         emit("stats", st)
-        oom = (st.get("memory") or {}).get("raw", {}).get("oom_kill")
-        if oom is None:
-            oom = (st.get("memory") or {}).get("oom_kill")
+        oom = _oom_kills(c, st)
         if last_oom is not None and oom is not None and oom > last_oom:
-            emit("oom", {})
+            # runc writes {"type":"oom","id":ID} (no data)
+            sys.stdout.write(jsonio.dumps({"type": "oom", "id": c.id}) + "\n")
+            sys.stdout.flush()
         last_oom = oom if oom is not None else last_oom
         time.sleep(interval)
     return 0
+
+
+def _oom_kills(c, st):
+    """The container's OOM-kill counter: memory.events (v2) or memory.oom_control (v1) "oom_kill"."""
+    mem = st.get("memory") or {}
+    n = (mem.get("raw") or {}).get("oom_kill")
+    if n is None:
+        n = mem.get("oom_kill")
+    if n is not None:
+        return n
+    try:
+        _st, _status, mgr = c._running_with_cgroup("read the OOM count of")
+        d = mgr.path("memory") or mgr.path("")
+        for fname in ("memory.oom_control", "memory.events"):
+            try:
+                with open(f"{d}/{fname}") as f:
+                    for line in f:
+                        k, _, v = line.partition(" ")
+                        if k == "oom_kill":
+                            return int(v)
+            except OSError:
+                continue
+    except (OciError, ValueError):
+        pass
+    return None

@@ -491,3 +491,28 @@ def test_userns_bind_source_only_host_root_can_reach(oci, runc, bundle, cid, tmp
         r = rt("run", "--bundle", b, i)
         rt("delete", "--force", i)
         assert r.returncode == 0 and r.stdout == "host-root-only", (name, r)
+
+
+def test_events_reports_oom_and_ends_with_the_container(oci, bundle, cid, tmp_path):
+    """`events` emits {"type":"oom","id":ID} when the container's cgroup kills for memory (cgroup v1:
+    memory.oom_control oom_kill), and its stream ends once the container is deleted (runc's events.bats oom)."""
+    import subprocess
+    import time
+
+    def edit(cfg):
+        cfg["linux"]["resources"] = {"memory": {"limit": 32 << 20, "swap": 32 << 20}}
+    c = cid()
+    assert oci("run", "-d", "--bundle", bundle(["sleep", "100"], edit=edit), c).returncode == 0
+    log = tmp_path / "events.log"
+    with open(log, "w") as out:
+        ev = subprocess.Popen(oci.argv("events", "--interval", "1s", c), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(1.5)
+        oci("exec", "-d", c, "sh", "-c", "x=$(dd if=/dev/zero bs=64M count=1)")
+        deadline = time.monotonic() + 15
+        while '"type":"oom"' not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert '{"type":"oom","id":"%s"}' % c in log.read_text(), log.read_text()[-2000:]
+    finally:
+        oci("delete", "--force", c)
+    assert ev.wait(timeout=15) == 0
