@@ -698,8 +698,9 @@ class _Creator:
             except OciError as e:
                 raise OciError(f"{where}: {e}") from None
             try:
-                recursive = "rbind" in (m.options or ()) or "ridmap" in (m.options or ())
-                out[i] = rootfs.make_idmapped_tree(S.SYS, src, userns, recursive, where)
+                # the submounts are cloned for rbind; they are mapped too only with ridmap (runc)
+                out[i] = rootfs.make_idmapped_tree(S.SYS, src, userns, "rbind" in (m.options or ()), where,
+                                                   idmap_recursive="ridmap" in (m.options or ()))
             finally:
                 os.close(userns)
         return out

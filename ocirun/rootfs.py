@@ -279,17 +279,18 @@ def mount_one(root, m, index, ctx):
                 src = os.path.join(ctx.bundle, src)
             rec = opts.flags & S.MS_REC
             tree = ctx.idmap_fds.get(index)
-            if tree is None and ctx.open_source is not None:
-                # a user namespace's root may not reach the source (a 0700 directory of the host's root, an
-                # earlier mount of this container seen through such a path): the parent opens it for us
-                tree = ctx.open_source(src, bool(rec), where)
-                ctx.idmap_fds[index] = tree  # (closed with the others)
             try:
                 st = os.fstat(tree) if tree is not None else os.stat(src)
-            except FileNotFoundError:
-                raise OciError(f"{where}: source {m.source} does not exist") from None
             except OSError as e:
-                raise OciError(f"{where}: source {m.source}: {e.strerror}") from None
+                if ctx.open_source is None or not isinstance(e, (PermissionError, FileNotFoundError)):
+                    if isinstance(e, FileNotFoundError):
+                        raise OciError(f"{where}: source {m.source} does not exist") from None
+                    raise OciError(f"{where}: source {m.source}: {e.strerror}") from None
+                # a user namespace's root may not reach the source (under a 0700 directory of the host's root):
+                # the parent opens it for us, with the runtime's privileges, in our mount namespace (runc's way)
+                tree = ctx.open_source(src, bool(rec), where)
+                ctx.idmap_fds[index] = tree  # (closed with the others)
+                st = os.fstat(tree)
             fd = root.ensure(dest, is_dir=stat.S_ISDIR(st.st_mode))
             try:
                 if tree is not None:
@@ -388,10 +389,14 @@ def finish_readonly(root, ctx):
         _remount_bind(root, dest, S.MS_RDONLY, where)
 
 
-def make_idmapped_tree(sys, src, userns_fd, recursive, where):
+def make_idmapped_tree(sys, src, userns_fd, recursive, where, idmap_recursive=None):
     """A detached clone of `src` whose files are seen through the ID mapping of `userns_fd`
     (open_tree + mount_setattr MOUNT_ATTR_IDMAP). Made by the parent, in the initial user namespace, where
-    that is permitted; the init only attaches it (attach_tree). Returns the tree's fd."""
+    that is permitted; the init only attaches it (attach_tree). Returns the tree's fd.
+    `recursive` (rbind) clones the submounts too; `idmap_recursive` (ridmap, default: as `recursive`) maps
+    them as well; with "idmap" only the top mount is mapped, as runc does."""
+    if idmap_recursive is None:
+        idmap_recursive = recursive
     flags = S.OPEN_TREE_CLONE | S.OPEN_TREE_CLOEXEC | (S.AT_RECURSIVE if recursive else 0)
     try:
         tree = sys.open_tree(S.AT_FDCWD, src, flags)
@@ -399,7 +404,7 @@ def make_idmapped_tree(sys, src, userns_fd, recursive, where):
         raise OciError(f"{where}: open_tree {src}: {os.strerror(e.errno)}") from None
     try:
         try:
-            sys.mount_setattr(tree, "", S.AT_EMPTY_PATH | (S.AT_RECURSIVE if recursive else 0),
+            sys.mount_setattr(tree, "", S.AT_EMPTY_PATH | (S.AT_RECURSIVE if recursive and idmap_recursive else 0),
                               S.MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
         except OSError as e:
             why = {errno.EINVAL: "the filesystem or kernel does not support idmapped mounts",
