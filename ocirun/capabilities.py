@@ -99,8 +99,8 @@ def check_sets(r):
         keep = [c for c in r.ambient if c in perm and c in inh]
         for c in r.ambient:
             if c not in keep:
-                r.warnings.append(f"process.capabilities.ambient: {_name(c)} is not both permitted and inheritable "
-                                  f"and cannot be raised; ignored")
+                r.warnings.append(f"process.capabilities.ambient: can't raise ambient capability {_name(c)}: "
+                                  f"it is not both permitted and inheritable; ignored")
         r.ambient = keep
 
 

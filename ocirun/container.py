@@ -659,8 +659,8 @@ class _Creator:
         if self.mgr.is_frozen():
             # the init placed there would stop in the freezer and create would wait for it forever (runc:
             # "container's cgroup unexpectedly frozen")
-            raise OciError("linux.cgroupsPath: the container's cgroup is frozen (freezer.state FROZEN or "
-                           "cgroup.freeze 1); thaw it or choose another path")
+            raise OciError("linux.cgroupsPath: container's cgroup unexpectedly frozen (freezer.state FROZEN or "
+                           "cgroup.freeze 1): thaw it or choose another path")
         busy = self.mgr.pids()
         if busy:
             # e.g. the cgroup of an orphaned container whose state was lost: never share it (as runc 1.2)

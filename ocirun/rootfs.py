@@ -777,11 +777,12 @@ def _existing(root, p, field):
 
 
 def mask_paths(root, paths):
-    """Over each existing path: /dev/null for files, an empty read-only tmpfs for directories."""
+    """Over each existing path: /dev/null for files, an empty read-only tmpfs for directories. A path listed
+    twice is masked once (runc)."""
     sys = root.sys
     null = None
     try:
-        for p in paths:
+        for p in dict.fromkeys("/" + clean(x) for x in paths):
             fd = _existing(root, p, "linux.maskedPaths")
             if fd is None:
                 continue

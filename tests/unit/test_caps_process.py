@@ -366,5 +366,5 @@ def test_check_sets_refuses_what_capset_refuses_and_warns_for_ambient():
                          inheritable=["CAP_KILL"], ambient=["CAP_KILL", "CAP_CHOWN"]), kernel_last=40)
     Cap.check_sets(r)
     assert r.ambient == [Cap.NUMBER["CAP_KILL"]]
-    assert r.warnings == ["process.capabilities.ambient: CAP_CHOWN is not both permitted and inheritable and cannot "
-                          "be raised; ignored"]
+    assert r.warnings == ["process.capabilities.ambient: can't raise ambient capability CAP_CHOWN: it is not both "
+                          "permitted and inheritable; ignored"]
