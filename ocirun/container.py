@@ -136,6 +136,11 @@ class Container:
         try:
             st = self._record()
             status = St.status_of(self.store, self.id, st)
+            own_pidns = any(n.get("type") == "pid" and not n.get("path")
+                            for n in ((st.get("config") or {}).get("linux") or {}).get("namespaces") or ())
+            # runc 1.2+: SIGKILL to a container without a pid namespace of its own kills everything in its cgroup
+            # (nothing else takes its other processes with the init), also once the init is gone
+            all = all or (sig == 9 and not own_pidns)
             if status not in ("created", "running", "paused"):
                 if all:
                     # runc 1.1: --all signals whatever is left in the cgroup, and is not an error when nothing is
@@ -1057,6 +1062,9 @@ def _stage1(cr, chan, join_fds):
         if pid:
             return pid
     else:
+        # stage 1 goes on as the init (no pid namespace of its own to fork into): it must outlive the parent
+        # of `create`, so the parent-death signal set after the fork goes (the record names it from here on)
+        sys.prctl(S.PR_SET_PDEATHSIG, 0)
         chan.send("pid", pid=os.getpid())
     return 0
 

@@ -516,3 +516,35 @@ def test_events_reports_oom_and_ends_with_the_container(oci, bundle, cid, tmp_pa
     finally:
         oci("delete", "--force", c)
     assert ev.wait(timeout=15) == 0
+
+
+def test_host_pidns_container_outlives_create_and_kill_takes_all(oci, bundle, cid):
+    """Without a pid namespace of its own the container's init is stage 1 itself: it must outlive `run -d`; and
+    `kill KILL` then takes every process of its cgroup, not only the init, also once the init is gone (runc 1.2+,
+    kill.bats [host pidns])."""
+    import os
+    import time
+
+    def edit(cfg):
+        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "pid"]
+    c = cid()
+    assert oci("run", "-d", "--bundle", bundle(["sleep", "1000"], edit=edit), c).returncode == 0
+    try:
+        time.sleep(0.3)
+        st = oci.state(c)
+        assert st and st["status"] == "running", st
+        for _ in range(3):
+            assert oci("exec", "-d", c, "sleep", "1000").returncode == 0
+        cg = [ln.split(":", 2)[2].strip() for ln in open(f"/proc/{st['pid']}/cgroup") if ":pids:" in ln][0]
+        procs = f"/sys/fs/cgroup/pids{cg}/cgroup.procs"
+        pids = [int(p) for p in open(procs).read().split()]
+        assert len(pids) == 4, pids
+        os.kill(st["pid"], 9)  # the init goes first: the others stay (no pid namespace takes them)
+        time.sleep(0.3)
+        assert oci("kill", c, "KILL").returncode == 0
+        deadline = time.monotonic() + 5
+        while open(procs).read().split() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not open(procs).read().split(), open(procs).read()
+    finally:
+        oci("delete", "--force", c)
