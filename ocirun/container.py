@@ -1271,7 +1271,7 @@ def _init(cr, chan, start):
         from . import hooks
 
         hooks.run_hooks("startContainer", h.start_container, _hook_state(cr._record("created"), "created"),
-                        default_env=proc.env if proc is not None else (), empty_is_default=True)
+                        default_env=process.build_env(proc) if proc is not None else (), empty_is_default=True)
     if not early:
         sfilter = finish()
     process.set_cpu_affinity(proc, "final")
