@@ -1218,8 +1218,8 @@ def _init(cr, chan, start):
     def finish():
         """The process's own settings, up to the user switch; returns the seccomp filter still to load (at
         exec). As runc, done before reporting ready (so that start only has to exec); after start instead
-        when startContainer hooks must run first, or when a seccomp filter must be loaded while we still
-        have CAP_SYS_ADMIN (no noNewPrivileges)."""
+        when a seccomp filter must be loaded while we still have CAP_SYS_ADMIN (no noNewPrivileges).
+        startContainer hooks run after it, as the process about to be exec'd."""
         pending = sfilter
         if not cr.opts.no_new_keyring:
             if proc.selinux_label:
@@ -1251,7 +1251,7 @@ def _init(cr, chan, start):
             process.chdir_inside(proc.cwd)
         return pending
 
-    early = not h.start_container and (proc.no_new_privileges or sfilter is None)
+    early = proc.no_new_privileges or sfilter is None
     if early:
         sfilter = finish()
     # ---- created: wait for start
@@ -1267,13 +1267,18 @@ def _init(cr, chan, start):
     m = chan.recv()
     if not m or m.get("t") != "start":
         os._exit(1)
+    if not early:
+        sfilter = finish()
     if h.start_container:
+        # as runc: startContainer hooks run as the container's process is about to (its user, capabilities and,
+        # with noNewPrivileges, its seccomp filter: the filter is loaded first then)
+        if sfilter is not None and proc.no_new_privileges:
+            sfilter.load()
+            sfilter = None
         from . import hooks
 
         hooks.run_hooks("startContainer", h.start_container, _hook_state(cr._record("created"), "created"),
                         default_env=process.build_env(proc) if proc is not None else (), empty_is_default=True)
-    if not early:
-        sfilter = finish()
     process.set_cpu_affinity(proc, "final")
     process.reset_signals()
     trace("init: exec")

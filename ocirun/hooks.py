@@ -101,7 +101,12 @@ def run_one(where, hook, data, default_env=None, cwd=None, empty_is_default=Fals
     finally:
         os.close(rout)
     if os.WIFSIGNALED(status):
-        raise HookError(f"{where} {hook.path}: killed by signal {os.WTERMSIG(status)}{_tail(out)}")
+        sig = os.WTERMSIG(status)
+        import _signal  # (built in: startContainer hooks fail after pivot_root, where no .py can be imported)
+
+        name = (_signal.strsignal(sig) or "").lower()
+        raise HookError(f"error running {where.split('.', 1)[1].split('[')[0]} hook {where} {hook.path}: "
+                        f"killed by signal {sig}{f' ({name})' if name else ''}{_tail(out)}")
     code = os.WEXITSTATUS(status)
     if code != 0:
         raise HookError(f"{where} {hook.path}: exit status {code}{_tail(out)}")
