@@ -246,25 +246,15 @@ class Container:
             lock.release()
 
 
-def _unescape_mountinfo(field):
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and i + 3 < len(field) and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
 def _mounts_under(rootfs):
     """Mount points strictly below `rootfs` in our mount namespace."""
+    from .cgroups.common import _unescape
+
     prefix = rootfs.rstrip("/") + "/"
     out = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
-            mp = _unescape_mountinfo(line.split()[4])
+            mp = _unescape(line.split()[4])
             if mp.startswith(prefix):
                 out.append(mp)
     return out
