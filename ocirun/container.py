@@ -747,6 +747,7 @@ class _Creator:
                 # killed from here on is cleaned up fully by delete --force, even with the init stopped where it
                 # cannot see the channel's EOF (the reliability suite's fault hooks).
                 self.store.write(self.c.id, self._record("creating"))
+                chan.send("recorded")  # the init starts only now: nothing of the container runs untracked
                 if (self.cfg.linux or C.Linux()).net_devices:
                     _move_net_devices(self.cfg.linux.net_devices, self.init_pid)
                 if self.mgr is not None:
@@ -1074,6 +1075,7 @@ def _init(cr, chan, start):
     cfg = cr.cfg
     proc = cfg.process
     lin = cfg.linux or C.Linux()
+    chan.expect("recorded")  # the parent's record names us: from here on delete --force finds us
     trace("init: begin")
     os.setsid()
     # As pid 1 of a pid namespace, a signal from outside reaches us only if we handle it.
