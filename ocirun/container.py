@@ -694,8 +694,8 @@ class _Creator:
                 raise OciError(f"{where}: {e}") from None
             try:
                 # the submounts are cloned for rbind; they are mapped too only with ridmap (runc)
-                out[i] = rootfs.make_idmapped_tree(S.SYS, src, userns, "rbind" in (m.options or ()), where,
-                                                   idmap_recursive="ridmap" in (m.options or ()))
+                opts = m.options or ()
+                out[i] = rootfs.make_idmapped_tree(S.SYS, src, userns, "rbind" in opts, "ridmap" in opts, where)
             finally:
                 os.close(userns)
         return out

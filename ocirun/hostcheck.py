@@ -24,9 +24,10 @@ def findings(cfg, systemd=False):
 
 
 def _namespaces(lin, out):
-    names = {"network": "net", "mount": "mnt"}
+    from .namespaces import PROC_NAME
+
     for i, ns in enumerate(lin.namespaces):
-        if not os.path.exists(f"/proc/self/ns/{names.get(ns.type, ns.type)}"):
+        if not os.path.exists(f"/proc/self/ns/{PROC_NAME.get(ns.type, ns.type)}"):
             out.append(("error", f"/linux/namespaces/{i}/type", f"this kernel has no {ns.type} namespaces"))
 
 

@@ -11,7 +11,8 @@ FLAGS = {
 # /proc/PID/ns/<name> for each spec type
 PROC_NAME = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts", "user": "user",
              "cgroup": "cgroup", "time": "time"}
-# Join order (runc's): user first, mount last among the usual ones.
+# The order the namespaces are opened and listed in (exec joins them in it: user first, mount last); join()
+# below reorders for create as runc's nsexec does (the others first, then user, then any that refused).
 JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "time", "cgroup", "mount")
 
 

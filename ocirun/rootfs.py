@@ -389,14 +389,12 @@ def finish_readonly(root, ctx):
         _remount_bind(root, dest, S.MS_RDONLY, where)
 
 
-def make_idmapped_tree(sys, src, userns_fd, recursive, where, idmap_recursive=None):
+def make_idmapped_tree(sys, src, userns_fd, recursive, idmap_recursive, where):
     """A detached clone of `src` whose files are seen through the ID mapping of `userns_fd`
     (open_tree + mount_setattr MOUNT_ATTR_IDMAP). Made by the parent, in the initial user namespace, where
     that is permitted; the init only attaches it (attach_tree). Returns the tree's fd.
-    `recursive` (rbind) clones the submounts too; `idmap_recursive` (ridmap, default: as `recursive`) maps
-    them as well; with "idmap" only the top mount is mapped, as runc does."""
-    if idmap_recursive is None:
-        idmap_recursive = recursive
+    `recursive` (rbind) clones the submounts too; `idmap_recursive` (ridmap) maps them as well; with "idmap"
+    only the top mount is mapped, as runc does."""
     flags = S.OPEN_TREE_CLONE | S.OPEN_TREE_CLOEXEC | (S.AT_RECURSIVE if recursive else 0)
     try:
         tree = sys.open_tree(S.AT_FDCWD, src, flags)
