@@ -52,6 +52,22 @@ def mount_seen(pid, mountpoint, timeout=3.0):
         time.sleep(0.1)
 
 
+def host_mount_reaches(oci, rootfs_propagation):
+    """Run a container with that rootfsPropagation, mount a tmpfs on the host under its rootfs afterwards, and
+    say whether the container sees it (the propagation tests of several sections)."""
+    import os
+    import subprocess
+
+    b = oci.bundle(["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait"],
+                   edit=lambda c: c["linux"].update(rootfsPropagation=rootfs_propagation))
+    os.makedirs(os.path.join(b.rootfs, "mnt", "fromhost"))
+    pid = oci.run(b).state()["pid"]
+    target = os.path.join(b.rootfs, "mnt", "fromhost")
+    subprocess.run(["mount", "-t", "tmpfs", "cfhost", target], check=True)
+    oci.add_cleanup(lambda: subprocess.run(["umount", "-l", target]))
+    return mount_seen(pid, "/mnt/fromhost")
+
+
 @functools.lru_cache(None)
 def bounding_caps():
     return caps_from_hex(_status_field("CapBnd"))

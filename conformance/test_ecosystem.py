@@ -23,15 +23,7 @@ def test_recursive_rootfs_propagation(oci, prop, receives):
 
     [ECOSYSTEM] config-linux.md#configLinuxRootfsMountPropagation
     """
-    b = oci.bundle(["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait"],
-                   edit=lambda c: c["linux"].update(rootfsPropagation=prop))
-    os.makedirs(os.path.join(b.rootfs, "mnt", "fromhost"))
-    c = oci.run(b)
-    pid = c.state()["pid"]
-    target = os.path.join(b.rootfs, "mnt", "fromhost")
-    subprocess.run(["mount", "-t", "tmpfs", "cfeco", target], check=True)
-    oci.add_cleanup(lambda: subprocess.run(["umount", "-l", target]))
-    seen = host.mount_seen(pid, "/mnt/fromhost")
+    seen = host.host_mount_reaches(oci, prop)
     assert seen == receives, f"{prop}: host mount {'not ' if receives else ''}seen in the container"
 
 
