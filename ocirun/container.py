@@ -247,27 +247,31 @@ class Container:
 
 
 def _mounts_under(rootfs):
-    """Mount points strictly below `rootfs` in our mount namespace."""
+    """Mounts at or below `rootfs` in our mount namespace, as "ID PATH" (the mount id tells a mount made over
+    one that was there before)."""
     from .cgroups.common import _unescape
 
-    prefix = rootfs.rstrip("/") + "/"
+    top = rootfs.rstrip("/")
+    prefix = top + "/"
     out = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
-            mp = _unescape(line.split()[4])
-            if mp.startswith(prefix):
-                out.append(mp)
+            parts = line.split()
+            mp = _unescape(parts[4])
+            if mp == top or mp.startswith(prefix):
+                out.append(f"{parts[0]} {mp}")
     return out
 
 
 def _umount_host_mounts(rootfs, before):
-    """A container without a mount namespace made its mounts in the host's, below its rootfs: remove those
-    (the deepest first, detached), leaving any that were there before create."""
+    """A container without a mount namespace made its mounts in the host's, at or below its rootfs: remove
+    those (the deepest first, detached), leaving any that were there before create."""
     if not rootfs:
         return
     keep = set(before)
     left = []
-    for mp in sorted(set(_mounts_under(rootfs)) - keep, key=lambda p: p.count("/"), reverse=True):
+    made = [m.split(" ", 1) for m in set(_mounts_under(rootfs)) - keep]
+    for _, mp in sorted(made, key=lambda m: (m[1].count("/"), int(m[0])), reverse=True):
         try:
             S.SYS.umount2(mp, S.MNT_DETACH)
         except OSError as e:
@@ -490,11 +494,10 @@ class _Creator:
             raise OciError(f"config.json: /linux/maskedPaths: {why}")
         if lin.readonly_paths:
             raise OciError(f"config.json: /linux/readonlyPaths: {why}")
-        # runc would apply these to the host's own mounts (/ propagation, a read-only bind of the rootfs)
+        # runc would apply it to the host's own mounts. (root.readonly is honoured on a bind of the rootfs onto
+        # itself, made here and removed by delete; runc ignores it without a mount namespace.)
         if lin.rootfs_propagation:
             raise OciError(f"config.json: /linux/rootfsPropagation: {why}")
-        if cfg.root.readonly:
-            raise OciError(f"config.json: /root/readonly: {why}")
         if self.opts.no_pivot:
             raise OciError(f"--no-pivot: {why}")
         self.host_mounts_before = sorted(_mounts_under(self.rootfs))
@@ -1091,6 +1094,8 @@ def _init(cr, chan, start):
     process.set_oom_score_adj(proc.oom_score_adj)
     if not cr.host_mnt:  # (in the host's mount namespace: nothing of the host's mounts is changed)
         rootfs.prepare_root(sys, cr.rootfs, lin.rootfs_propagation)
+    elif cfg.root.readonly:  # a mount of its own to make read-only (delete removes it with the others)
+        rootfs.bind_rootfs(sys, cr.rootfs)
     root = rootfs.Root(cr.rootfs, sys)
     ctx = rootfs.MountContext(cr.bundle, None, in_userns=cr.plan.in_user,
                               new_netns="network" in cr.plan.new, mount_label=lin.mount_label)

@@ -300,7 +300,7 @@ def mount_one(root, m, index, ctx):
                 remount_flags = opts.flags & ~(S.MS_BIND | S.MS_REC | S.MS_REMOUNT)
                 clear = opts.clear & ~(S.MS_BIND | S.MS_REC | S.MS_REMOUNT)
                 if remount_flags or clear:
-                    _remount_bind(root, dest, remount_flags, where, clear)
+                    _set_bind_flags(root, dest, remount_flags, clear, where)
                 _finish(root, dest, opts, where)
             finally:
                 os.close(fd)
@@ -441,26 +441,55 @@ def _reopen_mount(root, dest):
     return root.resolve(dest)
 
 
-def _remount_bind(root, dest, flags, where, clear=0):
-    """Remount a bind mount with `flags`; the source's other flags are kept unless an option cleared them
-    (suid, dev, exec, atime, rw...). If the kernel refuses (flags locked by a less privileged user namespace),
-    retry keeping every flag the source has."""
+def _remount_bind(root, dest, flags, where):
+    """Add `flags` to a mount the runtime made (read-only paths, a read-only /dev or tmpfs at the end, cgroup and
+    sysfs binds): the mount's other flags are kept, so flags a user namespace inherited locked stay set."""
     fd = _reopen_mount(root, dest)
     try:
-        have = statvfs_flags(fd)
-        want = S.MS_BIND | S.MS_REMOUNT | flags | (have & ~clear)
-        if clear & S.MS_NOATIME and not want & (S.MS_NOATIME | S.MS_STRICTATIME):
-            want |= S.MS_RELATIME  # a remount keeps the old atime mode unless one is named: atime = the default
+        want = S.MS_BIND | S.MS_REMOUNT | flags | statvfs_flags(fd)
         try:
             root.sys.mount("", S.fd_path(fd), "", want, None)
         except OSError as e:
-            if e.errno == errno.EPERM and clear:
-                try:
-                    root.sys.mount("", S.fd_path(fd), "", want | have, None)
-                    return
-                except OSError:
-                    pass
             raise OciError(f"{where}: remount {dest} with {_flag_names(flags)}: {os.strerror(e.errno)}") from None
+    finally:
+        os.close(fd)
+
+
+# flags a less privileged user namespace inherits locked (the kernel's MNT_LOCK_*): runc's mntLockFlags
+_ATIME_FLAGS = S.MS_NOATIME | S.MS_RELATIME | S.MS_STRICTATIME | S.MS_NODIRATIME
+_LOCKABLE = S.MS_RDONLY | S.MS_NODEV | S.MS_NOEXEC | S.MS_NOSUID | _ATIME_FLAGS
+
+
+def _set_bind_flags(root, dest, flags, clear, where):
+    """A config bind mount's flags, runc's way (not mount(8)'s): once an option names any flag, the mount gets the
+    flags named and no others (a bind of a nodev,noexec source with "ro" is ro only), except the atime mode, which
+    the kernel keeps unless one is named. In a user namespace the source's locked flags cannot be cleared: then
+    an option clearing one of them ("rw" on a ro source) is an error, a different atime mode than the locked one
+    is an error, and otherwise the locked flags are kept on top of the named ones."""
+    fd = _reopen_mount(root, dest)
+    try:
+        path = S.fd_path(fd)
+        want = S.MS_BIND | S.MS_REMOUNT | flags
+        try:
+            root.sys.mount("", path, "", want, None)
+            return
+        except OSError as e:
+            if e.errno != errno.EPERM:
+                raise OciError(f"{where}: remount {dest} with {_flag_names(flags)}: {os.strerror(e.errno)}") from None
+            err = os.strerror(e.errno)
+        have = mount_flags(fd)
+        locked = have & clear & _LOCKABLE
+        if locked:
+            raise OciError(f"{where}: cannot clear locked flags {_flag_names(locked)} of the source "
+                           f"(a user namespace cannot): {err}")
+        if flags & _ATIME_FLAGS and flags & _ATIME_FLAGS != have & _ATIME_FLAGS:
+            raise OciError(f"{where}: cannot change locked atime flags {_flag_names(have & _ATIME_FLAGS)} "
+                           f"of the source: {err}")
+        try:
+            root.sys.mount("", path, "", want | (have & _LOCKABLE), None)
+        except OSError as e:
+            raise OciError(f"{where}: remount {dest} with {_flag_names(flags)} and the source's locked flags "
+                           f"{_flag_names(have & _LOCKABLE)}: {os.strerror(e.errno)}") from None
     finally:
         os.close(fd)
 
@@ -489,16 +518,38 @@ _ST_FLAGS = ((1, S.MS_RDONLY), (2, S.MS_NOSUID), (4, S.MS_NODEV), (8, S.MS_NOEXE
              (1024, S.MS_NOATIME), (2048, S.MS_NODIRATIME), (4096, S.MS_RELATIME))
 
 
-def statvfs_flags(fd):
-    """The mount flags (MS_*) of the mount `fd` is on, as fstatvfs reports them (nosuid, nodev, noexec, atime)."""
+def _statvfs_f_flag(fd):
     try:
-        f = os.statvfs(S.fd_path(fd)).f_flag
+        return os.statvfs(S.fd_path(fd)).f_flag
     except OSError:
         return 0
+
+
+def statvfs_flags(fd):
+    """The mount flags (MS_*) of the mount `fd` is on, as fstatvfs reports them (nosuid, nodev, noexec, atime)."""
+    f = _statvfs_f_flag(fd)
+    return _ms_flags(f)
+
+
+def _ms_flags(f):
     out = 0
     for st_bit, ms in _ST_FLAGS[1:]:
         if f & st_bit:
             out |= ms
+    return out
+
+
+def mount_flags(fd):
+    """All lockable flags of the mount `fd` is on: statvfs_flags plus ro, nosymfollow and strictatime (no atime
+    mode reported means strictatime: the kernel does not report that one)."""
+    f = _statvfs_f_flag(fd)
+    out = _ms_flags(f)
+    if f & 1:
+        out |= S.MS_RDONLY
+    if f & 0x2000:
+        out |= S.MS_NOSYMFOLLOW
+    if not out & (S.MS_NOATIME | S.MS_RELATIME):
+        out |= S.MS_STRICTATIME
     return out
 
 
@@ -655,6 +706,11 @@ def prepare_root(sys, rootfs, propagation):
         raise OciError(f"linux.rootfsPropagation: cannot set {propagation or 'rslave'} on /: "
                        f"{os.strerror(e.errno)}{hint}") from None
     _parent_mount_propagation(sys, rootfs, propagation)
+    bind_rootfs(sys, rootfs)
+
+
+def bind_rootfs(sys, rootfs):
+    """The rootfs bound onto itself: a mount point of its own (to pivot into, or to make read-only)."""
     try:
         sys.mount(rootfs, rootfs, "", S.MS_BIND | S.MS_REC, None)
     except OSError as e:

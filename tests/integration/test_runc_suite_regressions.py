@@ -548,3 +548,101 @@ def test_host_pidns_container_outlives_create_and_kill_takes_all(oci, bundle, ci
         assert not open(procs).read().split(), open(procs).read()
     finally:
         oci("delete", "--force", c)
+
+
+# ============================================================================ bind mount flags (mounts_sshfs.bats)
+@pytest.fixture
+def flagged_source(tmp_path):
+    """A tmpfs on the host whose per-mount flags each test sets (as mounts_sshfs.bats does with a bind remount)."""
+    d = tmp_path / "src"
+    d.mkdir()
+    os.chmod(tmp_path, 0o755)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "rw,suid,dev,exec,strictatime", "tmpfs", str(d)], check=True)
+
+    def set_flags(flags):
+        subprocess.run(["mount", "--bind", "-o", "remount,diratime,atime,strictatime", str(d)], check=True)
+        subprocess.run(["mount", "--bind", "-o", "remount," + flags, str(d)], check=True)
+        return str(d)
+    yield set_flags
+    subprocess.run(["umount", "-l", str(d)], check=False)
+
+
+def _bind_flags_seen(oci, bundle, cid, src, options, userns):
+    """Run a container binding `src` on /mnt with `options`; the flags /mnt has inside (set), or the result."""
+    def edit(cfg):
+        cfg["mounts"].append({"destination": "/mnt", "type": "bind", "source": src, "options": options})
+        if userns:
+            cfg["linux"]["namespaces"].append({"type": "user"})
+            cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+            cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+            cfg["linux"].pop("resources", None)
+    b = bundle(["awk", '$2 == "/mnt" { print $4 }', "/proc/self/mounts"], edit=edit)
+    if userns:
+        subprocess.run(["chown", "-R", "100000:100000", os.path.join(b, "rootfs")], check=True)
+    c = cid()
+    r = oci("run", "--bundle", b, c)
+    oci("delete", "--force", c)
+    return set(r.stdout.strip().split(",")) if r.returncode == 0 else r
+
+
+@pytest.mark.parametrize("host,options,userns,present,absent", [
+    # once a bind names any flag, it gets the named flags and no others (runc, not mount(8))
+    ("ro,nodev,nosuid,noexec", ["bind", "ro"], False, {"ro"}, {"nodev", "nosuid", "noexec"}),
+    ("ro,noexec,nosymfollow", ["bind", "dev"], False, {"rw"}, {"ro", "noexec", "nosymfollow"}),
+    ("ro", ["bind", "nosuid", "nodev"], False, {"rw", "nosuid", "nodev"}, {"ro"}),
+    ("nosuid,nodev,noexec", ["bind", "suid", "dev", "exec"], False, {"rw"}, {"nosuid", "nodev", "noexec"}),
+    # ... except the atime mode, which the kernel keeps unless one is named
+    ("noatime", ["bind", "ro"], False, {"ro", "noatime"}, set()),
+    ("noatime", ["bind", "relatime"], False, {"relatime"}, {"noatime"}),
+    # no flag named: the source's flags stay
+    ("ro,noexec,nodev", ["bind"], False, {"ro", "noexec", "nodev"}, {"rw"}),
+    # in a user namespace the source's locked flags stay on top of the named ones; nosymfollow is not locked
+    ("ro,noexec,nosymfollow", ["bind", "dev"], True, {"ro", "noexec"}, {"rw", "nosymfollow"}),
+    ("rw,nodev,nosuid,noexec", ["bind", "ro"], True, {"ro", "nodev", "nosuid", "noexec"}, set()),
+    ("ro", ["bind", "nosuid", "nodev"], True, {"ro", "nosuid", "nodev"}, set()),
+])
+def test_bind_mount_flags_as_runc(oci, bundle, cid, flagged_source, host, options, userns, present, absent):
+    """A bind mount's options, runc's semantics (runc 1.2+, mounts_sshfs.bats; runc 1.1.5 kept the source's
+    flags like ocirun did before)."""
+    seen = _bind_flags_seen(oci, bundle, cid, flagged_source(host), options, userns)
+    assert isinstance(seen, set), seen
+    assert present <= seen and not (absent & seen), (host, options, userns, seen)
+
+
+@pytest.mark.parametrize("host,options,locked", [
+    ("ro", ["bind", "rw", "nosuid"], "ro"),
+    ("nodev,nosuid,noatime", ["bind", "dev", "suid", "exec"], "nodev"),
+])
+def test_bind_mount_cannot_clear_a_locked_flag_in_a_user_namespace(oci, bundle, cid, flagged_source, host,
+                                                                   options, locked):
+    """In a user namespace an option that clears a flag the source has locked ("rw" on a read-only source) is
+    refused, naming the mount and the flag, rather than silently keeping the flag (runc the same)."""
+    r = _bind_flags_seen(oci, bundle, cid, flagged_source(host), options, True)
+    assert not isinstance(r, set), f"ran with {r}"
+    err = r.stderr.strip().splitlines()[-1]
+    assert "/mnt" in err and "locked" in err and locked in err, err
+
+
+# ============================================================================ host mount namespace (host-mntns.bats)
+def test_host_mount_namespace_read_only_root_and_hooks(oci, bundle, cid, tmp_path):
+    """No mount namespace (the host's is inherited), root.readonly and a createRuntime hook: the container
+    runs, its root is read-only, the hook runs once, and delete leaves no mount on the host (runc ignores
+    root.readonly there; config.md says the root MUST be read-only)."""
+    marker = tmp_path / "hook-ran"
+
+    def edit(cfg):
+        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "mount"]
+        cfg["linux"]["maskedPaths"] = []
+        cfg["linux"]["readonlyPaths"] = []
+        cfg["root"]["readonly"] = True
+        cfg["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", f"echo x >> {marker}"]}]}
+    b = bundle(["sh", "-c", "touch /probe 2>/dev/null && echo writable || echo read-only"], edit=edit)
+    rootfs = os.path.realpath(os.path.join(b, "rootfs"))
+    c = cid()
+    r = oci("run", "--bundle", b, c)
+    oci("delete", "--force", c)
+    assert r.returncode == 0 and r.stdout.strip() == "read-only", r
+    assert marker.read_text() == "x\n"
+    with open("/proc/self/mountinfo") as f:
+        left = [line.split()[4] for line in f if line.split()[4].startswith(rootfs)]
+    assert left == [], left
