@@ -409,6 +409,7 @@ class _Creator:
         self.console_fd = None
         self.pty_master = None
         self.idmap_fds = {}
+        self.idmap_specs = {}
         self.sfilter = None
         self.listen_fd = None
         self.own_dir = False  # the state dir is ours to remove (not an existing container's)
@@ -584,7 +585,7 @@ class _Creator:
 
         cgroups.check_driver(self.opts.systemd_cgroup)
         self.sfilter = None  # linux.seccomp is compiled (or taken from the cache) by stage 1: _child_main
-        self.idmap_fds = self._idmap_userns()
+        self.idmap_specs = self._idmap_mounts()
         self.listen_fd = None
         if fg:  # before the fork: stage 1 exits once the init is forked, leaving it to its nearest subreaper
             S.set_child_subreaper()
@@ -617,7 +618,7 @@ class _Creator:
                         os.close(fd)
                 # nothing of the caller's but stdio and the --preserve-fds ones goes on into the container, not
                 # even until exec (runc's created init holds none: CVE-2024-21626 class)
-                keep = {cchan.fd, *(fd for _, _, fd in join_fds), *self.idmap_fds.values()}
+                keep = {cchan.fd, *(fd for _, _, fd in join_fds)}
                 if self.console_fd is not None:
                     keep.add(self.console_fd)
                 from . import process as _process
@@ -636,8 +637,6 @@ class _Creator:
             for fd in self.stdio[0]:
                 os.close(fd)
             self.stdio = self.stdio[1]
-        for fd in self.idmap_fds.values():
-            os.close(fd)
         # the cgroup manager (its modules, /proc/self/cgroup, mountinfo) is built while stage 1 starts
         self.mgr = cgroups.new_manager(self.c.id, lin.cgroups_path, systemd=self.opts.systemd_cgroup,
                                        own_text=cgroups.read_own())
@@ -667,9 +666,11 @@ class _Creator:
         trace("parent: cgroups made")
         self._converse(start)
 
-    def _idmap_userns(self):
-        """Idmapped mounts: per mount, a user namespace with its mapping and a detached idmapped clone of the
-        source, made here (host pids visible; initial user namespace, where MOUNT_ATTR_IDMAP is permitted)."""
+    def _idmap_mounts(self):
+        """Idmapped mounts, checked before the fork: {mount index: (uidMappings, gidMappings, ridmap)}, the
+        mappings None where the mount takes the container's own user namespace (the mount names none: runc's
+        implied mapping, also of a joined user namespace). The trees are made when the init reaches the mount
+        (_idmapped_source), so a source under the rootfs sees the container's earlier mounts, as in runc."""
         out = {}
         lin = self.cfg.linux or C.Linux()
         for i, m in enumerate(self.cfg.mounts):
@@ -681,27 +682,41 @@ class _Creator:
             where = f"mounts[{i}] {m.destination}"
             if not rootfs.MountOpts(m.options).is_bind and m.type not in ("bind", None):
                 raise OciError(f"{where}: ID mappings are only supported on bind mounts")
-            uids = m.uid_mappings or lin.uid_mappings
-            gids = m.gid_mappings or lin.gid_mappings
-            if not uids or not gids:
+            if m.uid_mappings or m.gid_mappings:
+                if not (m.uid_mappings and m.gid_mappings):
+                    raise OciError(f"{where}: an idmapped mount needs both uidMappings and gidMappings")
+                maps = (m.uid_mappings, m.gid_mappings)
+            elif self.plan.new_user or self.plan.in_user:
+                maps = (None, None)
+            else:
                 raise OciError(f"{where}: an idmapped mount needs uidMappings and gidMappings on the mount "
-                               f"or a user namespace with mappings")
+                               f"or a user namespace")
             src = m.source or ""
             if not os.path.isabs(src):
                 src = os.path.join(self.bundle, src)
-            if not os.path.exists(src):
+            inside = os.path.realpath(src).startswith(os.path.realpath(self.rootfs).rstrip("/") + "/")
+            if not inside and not os.path.exists(src):  # (one inside may come from an earlier mount)
                 raise OciError(f"{where}: source {m.source} does not exist")
-            try:
-                userns = namespaces.userns_fd(uids, gids)
-            except OciError as e:
-                raise OciError(f"{where}: {e}") from None
-            try:
-                # the submounts are cloned for rbind; they are mapped too only with ridmap (runc)
-                opts = m.options or ()
-                out[i] = rootfs.make_idmapped_tree(S.SYS, src, userns, "rbind" in opts, "ridmap" in opts, where)
-            finally:
-                os.close(userns)
+            out[i] = (*maps, "ridmap" in (m.options or ()))
         return out
+
+    def _idmapped_source(self, index, path, recursive):
+        """(fd, None) of the idmapped detached clone of mount `index`'s source, as the init's mount namespace
+        sees it now; (None, message) if it cannot be made."""
+        uids, gids, ridmap = self.idmap_specs[index]
+        where = f"mounts[{index}] {self.cfg.mounts[index].destination}"
+        try:
+            if uids is not None:
+                userns = namespaces.userns_fd(uids, gids)
+            else:
+                userns = os.open(f"/proc/{self.init_pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        except (OciError, OSError) as e:
+            return None, f"{where}: {e.strerror if isinstance(e, OSError) else e}"
+        try:
+            # the submounts are cloned for rbind; they are mapped too only with ridmap (runc)
+            return _open_source_in(self.init_pid, path, recursive, idmap=(userns, ridmap, where))
+        finally:
+            os.close(userns)
 
     def _converse(self, start):
         chan = self.chan
@@ -730,13 +745,19 @@ class _Creator:
                 namespaces.write_id_mappings(m["pid"], self.plan)
                 _send_or_read_error(chan, "mapped")
             elif t == "mountsrc":
-                tree, err = _open_source_in(self.init_pid, m.get("path", ""), bool(m.get("rec")))
-                if tree is None:
-                    chan.send("mountsrc", err=err)
+                if m.get("idmap") is not None:
+                    tree, err = self._idmapped_source(int(m["idmap"]), m.get("path", ""), bool(m.get("rec")))
                 else:
-                    try:
+                    tree, err = _open_source_in(self.init_pid, m.get("path", ""), bool(m.get("rec")))
+                try:
+                    if tree is None:
+                        chan.send("mountsrc", err=err)
+                    else:
                         chan.send_fd(tree, "mountsrc")
-                    finally:
+                except (BrokenPipeError, ConnectionResetError):
+                    raise OciError(self._died_msg()) from None
+                finally:
+                    if tree is not None:
                         os.close(tree)
             elif t == "pid":
                 self.init_pid = m["pid"]
@@ -882,9 +903,10 @@ class _Creator:
         return code
 
 
-def _open_source_in(pid, path, recursive):
+def _open_source_in(pid, path, recursive, idmap=None):
     """(fd, None) of a detached clone (open_tree) of `path` as seen in the mount namespace of `pid`, opened with
-    the runtime's own privileges by a helper that joins that namespace; (None, message) if it cannot be."""
+    the runtime's own privileges by a helper that joins that namespace; (None, message) if it cannot be.
+    idmap=(user namespace fd, ridmap, where): the clone is idmapped to that namespace's mapping."""
     pchan, cchan = protocol.Channel.pair()
     helper = os.fork()
     if helper == 0:
@@ -892,14 +914,23 @@ def _open_source_in(pid, path, recursive):
             pchan.close()
             nsfd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
             S.SYS.setns(nsfd, S.CLONE_NEWNS)
-            flags = S.OPEN_TREE_CLONE | S.OPEN_TREE_CLOEXEC | (S.AT_RECURSIVE if recursive else 0)
-            tree = S.SYS.open_tree(S.AT_FDCWD, path, flags)
+            if idmap is not None:
+                from . import rootfs
+
+                tree = rootfs.make_idmapped_tree(S.SYS, path, idmap[0], recursive, idmap[1], idmap[2])
+            else:
+                flags = S.OPEN_TREE_CLONE | S.OPEN_TREE_CLOEXEC | (S.AT_RECURSIVE if recursive else 0)
+                tree = S.SYS.open_tree(S.AT_FDCWD, path, flags)
             cchan.send_fd(tree, "tree")
             os._exit(0)
         except BaseException as e:
             try:
-                why = os.strerror(e.errno) if isinstance(e, OSError) and e.errno else str(e)
-                cchan.send("tree", err=f"source {path}: {why}")
+                if isinstance(e, OciError):
+                    why = str(e)
+                else:
+                    why = "source " + path + ": " + (os.strerror(e.errno) if isinstance(e, OSError) and e.errno
+                                                     else str(e))
+                cchan.send("tree", err=why)
             finally:
                 os._exit(1)
     cchan.close()
@@ -1102,12 +1133,24 @@ def _init(cr, chan, start):
     ctx.cgroup_ns = "cgroup" in cr.plan.new
     if cr.plan.in_user:
         def open_source(path, recursive, where):
+            ensure_placed()  # (the parent's "placed" comes first on the channel)
             chan.send("mountsrc", path=path, rec=recursive)
             m, fd = chan.expect_fd("mountsrc")
             if fd is None:
                 raise OciError(f"{where}: {m.get('err') or 'the runtime could not open the source'}")
             return fd
         ctx.open_source = open_source
+    if cr.idmap_specs:
+        def open_idmapped(index, path, recursive, where):
+            ensure_placed()
+            chan.send("mountsrc", path=path, rec=recursive, idmap=index)
+            m, fd = chan.expect_fd("mountsrc")
+            if fd is None:
+                err = m.get("err") or "the runtime could not make the idmapped mount"
+                raise OciError(err if err.startswith(where) else f"{where}: {err}")
+            return fd
+        ctx.open_idmapped = open_idmapped
+        ctx.idmapped = set(cr.idmap_specs)
     placed = []
 
     def ensure_placed():

@@ -246,7 +246,11 @@ class MountContext:
         self.new_netns = new_netns
         self.mount_label = mount_label
         self.ensure_placed = lambda: None  # the init's cgroup must be final before a cgroup mount
-        self.idmap_fds = {}  # mount index -> fd of a detached idmapped mount tree, made by the parent
+        self.idmap_fds = {}  # mount index -> fd of a detached mount tree the parent made (see below)
+        # idmapped mounts (indexes): open_idmapped(index, path, recursive, where) -> fd of the idmapped detached
+        # clone of the source, made by the parent when the mount's turn comes (in our mount namespace)
+        self.idmapped = ()
+        self.open_idmapped = None
         self.cgroup_ns = False  # the container has a cgroup namespace of its own (cgroup v1: fresh mounts)
         self.readonly_later = []  # (dest, where): read-only tmpfs and /dev, made read-only by finish_readonly()
         # in a user namespace: open_source(path, recursive) -> fd of a detached clone of the bind source, opened
@@ -279,6 +283,9 @@ def mount_one(root, m, index, ctx):
                 src = os.path.join(ctx.bundle, src)
             rec = opts.flags & S.MS_REC
             tree = ctx.idmap_fds.get(index)
+            if tree is None and index in ctx.idmapped:
+                tree = ctx.open_idmapped(index, src, bool(rec), where)
+                ctx.idmap_fds[index] = tree
             try:
                 st = os.fstat(tree) if tree is not None else os.stat(src)
             except OSError as e:
@@ -391,8 +398,9 @@ def finish_readonly(root, ctx):
 
 def make_idmapped_tree(sys, src, userns_fd, recursive, idmap_recursive, where):
     """A detached clone of `src` whose files are seen through the ID mapping of `userns_fd`
-    (open_tree + mount_setattr MOUNT_ATTR_IDMAP). Made by the parent, in the initial user namespace, where
-    that is permitted; the init only attaches it (attach_tree). Returns the tree's fd.
+    (open_tree + mount_setattr MOUNT_ATTR_IDMAP). Made by a helper of the parent that joined the init's mount
+    namespace, in the initial user namespace where that is permitted; the init only attaches it (attach_tree).
+    Returns the tree's fd.
     `recursive` (rbind) clones the submounts too; `idmap_recursive` (ridmap) maps them as well; with "idmap"
     only the top mount is mapped, as runc does."""
     flags = S.OPEN_TREE_CLONE | S.OPEN_TREE_CLOEXEC | (S.AT_RECURSIVE if recursive else 0)

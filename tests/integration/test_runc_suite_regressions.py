@@ -646,3 +646,89 @@ def test_host_mount_namespace_read_only_root_and_hooks(oci, bundle, cid, tmp_pat
     with open("/proc/self/mountinfo") as f:
         left = [line.split()[4] for line in f if line.split()[4].startswith(rootfs)]
     assert left == [], left
+
+
+# ============================================================================ idmapped mounts made in order (mounts.bats, idmap.bats)
+@pytest.mark.parametrize("userns", [False, True], ids=["no-userns", "userns"])
+def test_idmapped_source_under_earlier_mounts(oci, bundle, cid, tmp_path, userns):
+    """An idmapped bind whose source is a path of the container's own tree (made by earlier mounts of the same
+    config) sees those mounts: the idmapped clone is made when the mount's turn comes, in the container's mount
+    namespace (runc's mounts.bats [mount order, container idmap source]; before: "source ... does not exist")."""
+    src = tmp_path / "bind-src"
+    for sub in ("a/x", "b/y", "c/z"):
+        (src / sub).mkdir(parents=True)
+        (src / sub / "file").write_text(sub)
+    os.chmod(tmp_path, 0o755)
+    maps = {"uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+            "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]}
+
+    def edit(cfg):  # ("ROOTFS": the bundle's rootfs, known once the bundle exists)
+        if userns:
+            cfg["linux"]["namespaces"].append({"type": "user"})
+            cfg["linux"].update(maps)
+            cfg["linux"].pop("resources", None)
+        add = [(src / "a", "/mnt", "bind", False), (src / "b", "/mnt/x", "bind", False),
+               (src / "c", "/mnt/x/y", "bind", False), (src / "a", "/mnt/x/y/z", "bind", False),
+               ("ROOTFS/mnt/x", "/mnt/x/y/z/x", "rbind", True), ("ROOTFS/mnt/x/y", "/mnt/x/y/z", "rbind", True),
+               ("ROOTFS/mnt", "/final", "rbind", True)]
+        for s, d, kind, idmap in add:
+            m = {"source": str(s), "destination": d, "type": "bind", "options": [kind, "rprivate"]}
+            if idmap:
+                m["options"].append("idmap")
+                m.update(maps)
+            cfg["mounts"].append(m)
+    b = bundle(["cat", "/final/x/y/z/z/x/y/z/x/file"], edit=edit)
+    rootfs = os.path.realpath(os.path.join(b, "rootfs"))
+    import json
+    cfgp = os.path.join(b, "config.json")
+    with open(cfgp) as f:
+        cfg = json.load(f)
+    for m in cfg["mounts"]:
+        m["source"] = m["source"].replace("ROOTFS", rootfs)
+    with open(cfgp, "w") as f:
+        json.dump(cfg, f)
+    os.makedirs(os.path.join(rootfs, "final"), exist_ok=True)
+    if userns:
+        subprocess.run(["chown", "-R", "100000:100000", rootfs], check=True)
+    c = cid()
+    r = oci("run", "--bundle", b, c)
+    oci("delete", "--force", c)
+    assert r.returncode == 0 and r.stdout == "a/x", r
+
+
+def test_idmap_implied_mapping_of_a_joined_user_namespace(oci, bundle, cid, tmp_path):
+    """An "idmap" bind without mappings of its own in a container that joins another container's user namespace
+    takes that namespace's mapping (runc's idmap.bats [idmap flag, implied mapping, userns join]; before:
+    "an idmapped mount needs uidMappings and gidMappings")."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    os.chown(src / "f", 100, 211)
+    os.chmod(tmp_path, 0o755)
+
+    def target_edit(cfg):
+        cfg["linux"]["namespaces"].append({"type": "user"})
+        cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        cfg["linux"].pop("resources", None)
+    tb = bundle(["sleep", "60"], edit=target_edit)
+    subprocess.run(["chown", "-R", "100000:100000", os.path.join(tb, "rootfs")], check=True)
+    target = cid("target")
+    assert oci("run", "-d", "--bundle", tb, target).returncode == 0
+    try:
+        pid = __import__("json").loads(oci("state", target).stdout)["pid"]
+
+        def edit(cfg):
+            cfg["linux"]["namespaces"].append({"type": "user", "path": f"/proc/{pid}/ns/user"})
+            cfg["linux"].pop("resources", None)
+            cfg["mounts"].append({"source": str(src), "destination": "/tmp/idm", "type": "bind",
+                                  "options": ["rbind", "idmap"]})
+        b = bundle(["stat", "-c", "%u:%g", "/tmp/idm/f"], edit=edit)
+        subprocess.run(["chown", "-R", "100000:100000", os.path.join(b, "rootfs")], check=True)
+        c = cid()
+        r = oci("run", "--bundle", b, c)
+        oci("delete", "--force", c)
+        # host 100:211 seen through the mapping 0->100000 of the joined namespace, inside that namespace
+        assert r.returncode == 0 and r.stdout.strip() == "100:211", r
+    finally:
+        oci("delete", "--force", target)
