@@ -332,14 +332,15 @@ def mount_one(root, m, index, ctx):
                 # so the mount is read-only only at the end, as a bind remount (finish_readonly)
                 flags &= ~S.MS_RDONLY
                 ctx.readonly_later.append((dest, where))
-            if fstype == "sysfs" and (not ctx.new_netns or ctx.in_userns):
+            if fstype == "sysfs" and ctx.in_userns:
                 try:
                     _mount(sys, m.source or "sysfs", fd, "sysfs", flags, data, where)
-                except OciError:
-                    # sysfs may only be mounted by the owner of the network namespace: bind the host's instead
-                    _mount(sys, "/sys", fd, "", S.MS_BIND | S.MS_REC, None, where)
-                    if flags & (S.MS_RDONLY | S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC):
-                        _remount_bind(root, dest, flags, where)
+                except OciError as e:
+                    # refused as runc refuses it (binding the host's /sys instead would show what was not asked
+                    # for); the producers that need it write a bind of /sys themselves (runc spec --rootless,
+                    # podman, Docker with userns-remap and the host's network)
+                    raise OciError(f"{e} (sysfs can be mounted only by a user namespace owning the network "
+                                   f"namespace: give the container a network namespace of its own, or bind /sys)")
             elif fstype == "overlay":
                 _mount(sys, m.source or "overlay", fd, "overlay", flags, _overlay_data(opts.data, ctx.bundle), where)
             else:
