@@ -1,5 +1,6 @@
-"""`exec`: run another process inside a running container. Forks, joins the init's namespaces (user first),
-its cgroup, forks again for the pid namespace, applies the process's settings and execs. No re-exec."""
+"""`exec`: run another process inside a running container. Forks, joins its cgroup and the init's namespaces
+(namespaces.join: user last, as create), forks again for the pid namespace, applies the process's settings and
+execs. No re-exec."""
 import os
 
 from . import config as C
@@ -318,16 +319,10 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts, state, no_new
     elif mgr is not None:
         mgr.add_pid(os.getpid())
     process.reset_affinity(0, mgr)
-    user_joined = False
-    for t, path, fd in fds:
-        try:
-            sys.setns(fd, namespaces.FLAGS[t])
-        except OSError as e:
-            raise OciError(f"cannot join the container's {t} namespace: {os.strerror(e.errno)}") from None
-        finally:
-            os.close(fd)
-        if t == "user":
-            user_joined = True
+    # as create does (runc's one join_namespaces): user last, so that a namespace the container's user namespace
+    # does not own (e.g. a network namespace joined by path from the host's) is joined with our own privileges
+    user_joined = any(t == "user" for t, _, _ in fds)
+    namespaces.join(fds, sys, what="cannot join the container's {t} namespace")
     if root_fd is not None:
         os.fchdir(root_fd)
         sys.chroot(".")

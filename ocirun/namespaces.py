@@ -11,8 +11,8 @@ FLAGS = {
 # /proc/PID/ns/<name> for each spec type
 PROC_NAME = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts", "user": "user",
              "cgroup": "cgroup", "time": "time"}
-# The order the namespaces are opened and listed in (exec joins them in it: user first, mount last); join()
-# below reorders for create as runc's nsexec does (the others first, then user, then any that refused).
+# The order the namespaces are opened and listed in; join() below (create and exec) reorders them as runc's
+# nsexec does: the others first, then user, then any that refused.
 JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "time", "cgroup", "mount")
 
 
@@ -68,12 +68,18 @@ class Plan:
         return fds
 
 
-def join(fds, sys=S.SYS):
-    """setns into each namespace. Those not owned by the user namespace being joined (e.g. the host's network
-    namespace) need the runtime's own privileges, so the others are joined first and the user namespace last;
-    one that refuses (EPERM: it is owned by that user namespace and wants to be joined from inside) is tried again
-    after it."""
+def join(fds, sys=S.SYS, what="linux.namespaces: cannot join {t} namespace {path}"):
+    """setns into each of `fds` ((type, path, fd); all closed on return). Those not owned by the user namespace
+    being joined (e.g. the host's network namespace) need the runtime's own privileges, so the others are joined
+    first and the user namespace last; one that refuses (EPERM: it is owned by that user namespace and wants to be
+    joined from inside) is tried again after it. Create (config paths) and exec (the init's /proc/PID/ns/*) both
+    join through here, as runc's nsexec join_namespaces serves both. A failure raises OciError with `what`
+    (formatted with t and path) followed by the errno's text."""
     later = []
+
+    def fail(t, path, err):
+        raise OciError(f"{what.format(t=t, path=path)}: {os.strerror(err)}") from None
+
     try:
         for t, path, fd in sorted(fds, key=lambda x: x[0] == "user"):
             try:
@@ -82,15 +88,13 @@ def join(fds, sys=S.SYS):
                 if e.errno == 1 and t != "user" and any(x[0] == "user" for x in fds):
                     later.append((t, path, fd))
                     continue
-                raise OciError(f"linux.namespaces: cannot join {t} namespace {path}: {os.strerror(e.errno)}") \
-                    from None
+                fail(t, path, e.errno)
             if t == "user":
                 for t2, path2, fd2 in later:
                     try:
                         sys.setns(fd2, FLAGS[t2])
                     except OSError as e:
-                        raise OciError(f"linux.namespaces: cannot join {t2} namespace {path2}: "
-                                       f"{os.strerror(e.errno)}") from None
+                        fail(t2, path2, e.errno)
                 later = []
     finally:
         for _, _, fd in fds:
