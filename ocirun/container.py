@@ -1227,6 +1227,8 @@ def _init(cr, chan, start):
     croot.close()
     if applied_pending:
         chan.expect("applied")
+    if devices.needs_dev_setup(cfg.mounts):  # (after "applied": the device rules are in force)
+        process.reopen_dev_null()
     if proc.terminal:
         from . import terminal
 

@@ -218,6 +218,29 @@ def _check_exec(path, name):
         raise OciError(f'exec: "{name}": permission denied')
 
 
+def reopen_dev_null():
+    """stdio that is a /dev/null (the caller's, from the host) is replaced by the container's own /dev/null, as
+    runc's reOpenDevNull does after pivot_root when the runtime made /dev: no host file stays open as stdio,
+    and a /dev/null the container cannot open (replaced in linux.devices, denied by its device rules) is an
+    error at create rather than a surprise in the process."""
+    try:
+        fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    except OSError as e:
+        raise OciError(f"cannot reopen /dev/null inside the container: {e.strerror} (linux.devices / "
+                       f"linux.resources.devices)") from None
+    try:
+        null = os.fstat(fd).st_rdev
+        for i in (0, 1, 2):
+            try:
+                st = os.fstat(i)
+            except OSError:
+                continue
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == null:
+                os.dup2(fd, i)
+    finally:
+        os.close(fd)
+
+
 def fix_stdio_owner(uid):
     """The process's stdio (a pty slave, pipes) made outside the container: owned by its user, so that it can
     use them (runc's fixStdioPermissions): the uid only, and not for /dev/null or what already is the user's;

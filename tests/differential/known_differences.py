@@ -323,7 +323,11 @@ KNOWN = [
           "HEAD:libcontainer/specconv/spec_linux.go (Domainname: spec.Domainname) and standard_init_linux.go "
           "(setdomainname); absent from v1.1.5",
           lambda c: isinstance(c, dict) and bool(c.get("domainname")),
-          keys=("domainname", "sysctl.kernel.domainname"), verdicts=RAN_VS_REFUSED),
+          keys=("domainname", "sysctl.kernel.domainname"),
+          # (runc 1.2+ fails setdomainname with EINVAL for more than 64 bytes: refused as ocirun refuses; runc
+          # 1.1.5's verdict is then whatever the rest of the config gives, e.g. no output after a failing hook)
+          verdicts=RAN_VS_REFUSED | {("no-output", "refused"), ("start-refused", "refused")},
+          stderr=r"domainname"),
     Known("personality", "1.2.0",
           "runc 1.1.5 ignores linux.personality (unknown field); runc 1.2.0 applies it and refuses bad domains",
           "HEAD:libcontainer/specconv/spec_linux.go and init_linux.go (Personality); absent from v1.1.5",
@@ -397,6 +401,16 @@ KNOWN = [
           lambda c: any(_hook_exit(h) != 0 or (isinstance(h, dict) and isinstance(h.get("timeout"), int)
                                                 and h["timeout"] <= 0) for h in _hooks(c, "startContainer")),
           verdicts={("no-output", "start-refused")}, stderr=r"hooks\.startContainer\[\d+\]", kind="extensions"),
+    Known("hook-timeout-positive", "EXTENSIONS.md: Intended differences, \"a hook timeout of 0 or less\"",
+          "a hook timeout of 0 or less: runc runs the hook with a timer that fires at once (a startContainer "
+          "hook so killed leaves no output), ocirun refuses the config (schema: minimum 1)",
+          "config.md: timeout, if set, MUST be greater than zero; runc HEAD:libcontainer/configs/config.go "
+          "(Command.Run: time.After(*c.Timeout)), the same in v1.1.5",
+          lambda c: any(isinstance(h, dict) and isinstance(h.get("timeout"), int) and h["timeout"] <= 0
+                        for k in ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+                                  "poststop") for h in _hooks(c, k)),
+          verdicts={("ran", "refused"), ("no-output", "refused"), ("start-refused", "refused")},
+          stderr=r"/hooks/\w+/\d+/timeout", kind="extensions"),
     Known("poststop-continue", "EXTENSIONS.md: Intended differences, \"a poststop hook fails\"",
           "a failing poststop hook: runc skips the ones after it, ocirun warns and runs them",
           "config.md: a poststop failure MUST be logged as a warning and the remaining hooks continue",

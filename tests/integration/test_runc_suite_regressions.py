@@ -732,3 +732,31 @@ def test_idmap_implied_mapping_of_a_joined_user_namespace(oci, bundle, cid, tmp_
         assert r.returncode == 0 and r.stdout.strip() == "100:211", r
     finally:
         oci("delete", "--force", target)
+
+
+# ============================================================================ found by the differential run
+def test_stdio_dev_null_is_the_containers_own(oci, bundle, cid):
+    """A created container whose stdio is the caller's /dev/null holds the container's /dev/null instead (runc's
+    reOpenDevNull): no file of the host stays open as the process's stdio."""
+    c = cid()
+    r = oci("create", "--bundle", bundle(["sleep", "30"]), c)  # (the runner gives stdin /dev/null)
+    try:
+        assert r.returncode == 0, r
+        pid = __import__("json").loads(oci("state", c).stdout)["pid"]
+        host = os.stat("/dev/null")
+        st = os.stat(f"/proc/{pid}/fd/0")
+        assert st.st_rdev == host.st_rdev and st.st_dev != host.st_dev, (st, host)
+    finally:
+        oci("delete", "--force", c)
+
+
+def test_dev_null_the_container_cannot_open_is_refused(oci, bundle, cid):
+    """linux.devices replacing /dev/null with a node the device rules deny: create fails naming /dev/null, as
+    runc ("error reopening /dev/null inside container"), instead of running with an unusable /dev/null."""
+    def edit(cfg):
+        cfg["linux"]["devices"] = [{"path": "/dev/null", "type": "c", "major": 0, "minor": 3}]
+        cfg["linux"]["maskedPaths"] = []
+    c = cid()
+    r = oci("create", "--bundle", bundle(["true"], edit=edit), c)
+    oci("delete", "--force", c)
+    assert r.returncode != 0 and "/dev/null" in r.stderr.strip().splitlines()[-1], r
