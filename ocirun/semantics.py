@@ -4,7 +4,8 @@
 one; `ocirun check` prints them all); `warnings(doc)` what runc warns about and runs anyway. They follow
 runc's configs/validate and specconv (1.2 and later), with the differences spec/EXTENSIONS.md lists.
 Only config-level rules live here; what depends on the host (the rootfs, cgroups, LSMs, namespaces the
-kernel has) is checked by the create path itself.
+kernel has) is checked by the create path itself. (Two exceptions, both cheap: a sysctl in the host's network
+namespace, and a device rule only cgroup v1 refuses, which is refused where /sys/fs/cgroup is v1.)
 """
 
 IPC_SYSCTLS = frozenset(("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
@@ -42,6 +43,7 @@ def problems(doc):
         out.append("/linux/seccomp/listenerMetadata: set without listenerPath")
     _sysctls(ld, nss, out)
     _net_devices(ld, out)
+    _device_rules(ld, out)
     _memory_policy(ld, out)
     _mounts(doc, out)
     return out
@@ -191,6 +193,33 @@ def _net_devices(ld, out):
         for n in (name, (d or {}).get("name") if isinstance(d, dict) else None):
             if n is not None and not _valid_ifname(n):
                 out.append(f"/linux/netDevices/{name}: invalid network device name {n!r}")
+
+
+def _device_rules(ld, out):
+    """linux.resources.devices read as runc reads them (cgroups/devices.py, the rules create writes): a missing or
+    empty access is refused, letters other than r, w, m are ignored ("rwa" is "rw"), removing part of a
+    wildcard exception is refused (cgroup v1 cannot punch a hole in it, and the v2 program follows v1); on a
+    cgroup v1 host, an allow rule whose access names none of r, w, m is refused too (runc fails there)."""
+    res = ld.get("resources")
+    if not isinstance(res, dict) or not res.get("devices"):
+        return
+    from . import cgroups
+    from .cgroups import devices
+
+    try:
+        model = devices.build(res["devices"])
+        if cgroups.v1_host():
+            devices.check_v1(model)
+    except cgroups.CgroupError as e:
+        out.append(field_pointer(str(e)))
+
+
+def field_pointer(line):
+    """'linux.resources.devices[1].access: msg' -> '/linux/resources/devices/1/access: msg'."""
+    head, sep, rest = line.partition(": ")
+    if not sep or " " in head:
+        return line
+    return "/" + head.replace("]", "").replace("[", ".").replace(".", "/") + ": " + rest
 
 
 def _valid_ifname(n):

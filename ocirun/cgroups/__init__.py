@@ -73,6 +73,11 @@ def preload_resources():
     from . import devices, resources  # noqa: F401
 
 
+def v1_host(root=DEFAULT_ROOT):
+    """True when the hierarchy at `root` is cgroup v1 (legacy or hybrid): no cgroup.controllers at its top."""
+    return os.path.isdir(root) and not os.path.exists(os.path.join(root, "cgroup.controllers"))
+
+
 def available():
     """True when some cgroup hierarchy is mounted at the default root (cheap check)."""
     return os.path.isdir(DEFAULT_ROOT)

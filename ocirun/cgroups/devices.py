@@ -61,10 +61,14 @@ def parse_rules(rules, field=FIELD):
                 raise CgroupError(f"{f}.{k}: {v!r} is not a device number")
             mm.append(v)
         access = r.get("access")
-        if access is None or access == "":
-            access = "rwm"
-        if not isinstance(access, str) or not access or set(access) - set(_ORDER):
-            raise CgroupError(f"{f}.access: {access!r} is not a combination of r, w, m")
+        if not isinstance(access, str):
+            # runc (specconv): "device access at N field cannot be empty", for a missing one too
+            raise CgroupError(f"{f}.access: required (a combination of r, w, m)" if access is None else
+                              f"{f}.access: must be a string")
+        if not access:
+            raise CgroupError(f"{f}.access: must not be empty (a combination of r, w, m)")
+        # Letters other than r, w, m are ignored, as runc does (its Permissions set operations drop them):
+        # "rwa" is "rw". A rule left with none is kept as an exception granting nothing (see Model.void).
         out.append((allow, t, mm[0], mm[1], _perms(access), f))
     return out
 
@@ -72,21 +76,25 @@ def parse_rules(rules, field=FIELD):
 class Model:
     """The effective state of a devices cgroup: default policy + exceptions."""
 
-    __slots__ = ("default_allow", "rules")
+    __slots__ = ("default_allow", "rules", "origin")
 
     def __init__(self, default_allow=False, rules=None):
         self.default_allow = default_allow
         self.rules = dict(rules or {})
+        self.origin = {}    # key -> the field of the rule that made an exception granting nothing (void())
 
     def apply(self, allow, t, major, minor, access, field=FIELD):
         if t == "a":
             # "a" resets: allow-all (blacklist mode) or deny-all (whitelist mode), whatever major/minor say.
             self.default_allow = allow
             self.rules = {}
+            self.origin = {}
             return
         key = (t, major, minor)
         if allow != self.default_allow:
             self.rules[key] = _perms(self.rules.get(key, "") + access)
+            if not self.rules[key]:
+                self.origin.setdefault(key, field)
             return
         # Removing (part of) an exception. The kernel only removes exact matches: a wildcard exception that
         # covers this device would stay in force, so refuse instead of silently not doing what was asked.
@@ -101,16 +109,27 @@ class Model:
             self.rules[key] = left
         else:
             self.rules.pop(key, None)
+            self.origin.pop(key, None)
 
     def entries(self):
-        """Exceptions in a stable order: (major, minor, type), wildcards first."""
-        return sorted(self.rules.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0]))
+        """Exceptions in a stable order: (major, minor, type), wildcards first (those granting nothing left out)."""
+        return sorted(((k, p) for k, p in self.rules.items() if p), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0]))
 
     def ordered(self):
         """Exceptions in the order the rules first made them: config.json's order, then the default allow-list
         (config-linux.md: "The runtime MUST apply entries in the listed order"; the v1 controller lists its
         exceptions in the order they were written, and runtime-tools checks devices.list against the config)."""
-        return list(self.rules.items())
+        return [(k, p) for k, p in self.rules.items() if p]
+
+    def void(self):
+        """[(field, key)] for the allow exceptions (in whitelist mode) whose access named none of r, w, m. The
+        v1 controller cannot hold such an exception; runc refuses them there (its check of devices.list after
+        the writes fails: "resulting devices cgroup doesn't precisely match target"), and on cgroup v2 its
+        program simply has no rule for them. Deny exceptions granting nothing (blacklist mode) are accepted on
+        both, as runc only checks the mode of a blacklist."""
+        if self.default_allow:
+            return []
+        return [(self.origin.get(k, FIELD), k) for k, p in self.rules.items() if not p]
 
     def __eq__(self, other):
         return isinstance(other, Model) and self.default_allow == other.default_allow and self.rules == other.rules
@@ -171,4 +190,11 @@ def transition(target, current=None):
 
 
 def is_allow_all(model):
-    return model.default_allow and not model.rules
+    return model.default_allow and not model.entries()
+
+
+def check_v1(model):
+    """Refuse what the cgroup v1 devices controller cannot hold (as runc does on v1): see Model.void()."""
+    for field, key in model.void():
+        raise CgroupError(f"{field}.access: names none of r, w, m: an allow rule for {rule_str(*key, '').rstrip()} "
+                          "that grants nothing cannot be written to the cgroup v1 devices controller")

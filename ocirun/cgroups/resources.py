@@ -217,9 +217,13 @@ def _plan_cpu_v1(cpu, ops):
         ops.append(("cpu", None, _cpu_quota_v1(quota, period), F + (".period" if period else ".quota")))
     if burst is not None:
         ops.append(("cpu", "cpu.cfs_burst_us", str(burst), F + ".burst"))
-    _int_op(ops, cpu, F, "realtimePeriod", "cpu", "cpu.rt_period_us", 0, U64_MAX)
-    _int_op(ops, cpu, F, "realtimeRuntime", "cpu", "cpu.rt_runtime_us", -1, I64_MAX)
     _int_op(ops, cpu, F, "idle", "cpu", "cpu.idle", 0, 1, when=_set)
+    rt_period = want_int(F + ".realtimePeriod", cpu["realtimePeriod"], 0, U64_MAX) if _nz(cpu, "realtimePeriod") else 0
+    rt_runtime = want_int(F + ".realtimeRuntime", cpu["realtimeRuntime"], -1, I64_MAX) \
+        if _nz(cpu, "realtimeRuntime") else 0
+    if rt_period or rt_runtime:
+        ops.append(("cpu", None, _cpu_rt_v1(rt_period, rt_runtime),
+                    F + (".realtimePeriod" if rt_period else ".realtimeRuntime")))
 
 
 def _cpu_quota_v1(quota, period):
@@ -245,6 +249,35 @@ def _cpu_quota_v1(quota, period):
                     write_file(d, "cpu.cfs_period_us", p)
                 except OSError as e:
                     raise err_write(F + ".period", "cpu.cfs_period_us", p, e) from None
+    return run
+
+
+def _cpu_rt_v1(period, runtime):
+    """cpu.rt_period_us and cpu.rt_runtime_us (last, as runc's SetRtSched). The kernel refuses a period below
+    the current runtime (and a runtime above the current period): the period is written first, and if the
+    kernel refuses it (EINVAL) while a runtime is to be set too, the runtime goes first and the period is
+    written again (lowering both: runtime, then period; raising both: period, then runtime)."""
+    F = RES + ".cpu"
+
+    def run(d, mgr):
+        p = str(period) if period else ""
+        if p:
+            try:
+                write_file(d, "cpu.rt_period_us", p)
+                p = ""
+            except OSError as e:
+                if e.errno != 22 or not runtime:
+                    raise err_write(F + ".realtimePeriod", "cpu.rt_period_us", p, e) from None
+        if runtime:
+            try:
+                write_file(d, "cpu.rt_runtime_us", str(runtime))
+            except OSError as e:
+                raise err_write(F + ".realtimeRuntime", "cpu.rt_runtime_us", str(runtime), e) from None
+            if p:
+                try:
+                    write_file(d, "cpu.rt_period_us", p)
+                except OSError as e:
+                    raise err_write(F + ".realtimePeriod", "cpu.rt_period_us", p, e) from None
     return run
 
 

@@ -39,6 +39,12 @@ V1_FILES = {
     "name=systemd": {},
 }
 
+# file -> (the file it is checked against, True if it must stay <= that one else >=)
+_PAIRED = {"memory.limit_in_bytes": ("memory.memsw.limit_in_bytes", True),
+           "memory.memsw.limit_in_bytes": ("memory.limit_in_bytes", False),
+           "cpu.rt_runtime_us": ("cpu.rt_period_us", True),
+           "cpu.rt_period_us": ("cpu.rt_runtime_us", False)}
+
 V2_CONTROLLERS = "cpuset cpu io memory hugetlb pids rdma misc"
 V2_FILES = {
     "cgroup.freeze": "0", "cgroup.events": "populated 0\nfrozen 0\n", "cgroup.kill": "",
@@ -176,8 +182,10 @@ class FakeCgroupfs:
             raise OSError(e, os.strerror(e), dirpath + "/" + fname)
         if isinstance(value, bytes):
             value = value.decode()
-        self.writes.append((dirpath, fname, value))
         p = dirpath + "/" + fname
+        stored = self._paired(dirpath, fname, value) if fname in _PAIRED and os.path.exists(p) else value
+        self.writes.append((dirpath, fname, value))
+        value = stored
         if not os.path.exists(p):
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", p)
         if fname in ("devices.allow", "devices.deny"):
@@ -208,6 +216,22 @@ class FakeCgroupfs:
             return
         with open(p, "w") as f:
             f.write(value)
+
+    def _paired(self, dirpath, fname, value):
+        """The v1 kernel's cross-checks between two files: memory.limit_in_bytes <= memory.memsw.limit_in_bytes
+        (-1 stores the page-aligned maximum), cpu.rt_runtime_us <= cpu.rt_period_us; EINVAL otherwise."""
+        other, must_be_le = _PAIRED[fname]
+        try:
+            with open(dirpath + "/" + other) as f:
+                cur = int(f.read().strip())
+        except (OSError, ValueError):
+            return value
+        new = int(value)
+        if new == -1 and fname.startswith("memory."):
+            new, value = int(BIG), BIG
+        if (new > cur) if must_be_le else (new < cur):
+            raise OSError(errno.EINVAL, "Invalid argument", dirpath + "/" + fname)
+        return value
 
     def install(self, monkeypatch):
         monkeypatch.setattr(common, "os", _OsProxy(self))

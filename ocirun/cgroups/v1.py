@@ -181,10 +181,14 @@ class V1Manager:
         if not isinstance(res, dict):
             raise CgroupError(f"{C.RES}: must be an object")
         mem_dir = self.by_ctrl.get("memory")
-        ops = R.plan_v1(res, update=update, created_memory=bool(mem_dir and mem_dir in self.created))
+        # (a cgroup this manager made is fresh, with unlimited memory and memsw, only when create applies the
+        # config: `created` stays in the state record, and an update finds the limits create wrote)
+        fresh = not update and bool(mem_dir and mem_dir in self.created)
+        ops = R.plan_v1(res, update=update, created_memory=fresh)
         dev_writes = []
         if not update or "devices" in res:
             model = devices.build(res.get("devices"), default_devices)
+            devices.check_v1(model)
             ddir = self.by_ctrl.get("devices")
             if ddir is None:
                 if not devices.is_allow_all(model):

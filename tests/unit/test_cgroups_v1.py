@@ -265,10 +265,95 @@ def test_swap_before_limit_when_raising_above_current(fk):
     m.create()
     m.apply({"memory": {"limit": 100 << 20, "swap": 200 << 20}})
     fk.writes.clear()
-    m.created = []          # pretend it is not fresh (update of an existing cgroup)
     m.update({"memory": {"limit": 300 << 20, "swap": 600 << 20}})
     files = [f for _d, f, _v in fk.writes]
     assert files == ["memory.memsw.limit_in_bytes", "memory.limit_in_bytes"]
+
+
+def test_update_of_a_cgroup_we_created_reads_the_current_limit(fk):
+    """runc's bats "update cgroup v1/v2 common limits": 30M/50M, then a memory limit above the old memsw. The
+    cgroup is still in `created` (the state record keeps it), which must not make update take it for fresh."""
+    m = cgroups.manager_from_dict(mk(fk, "/sw2").to_dict())
+    m.create()
+    m.apply({"memory": {"limit": 32 << 20}})
+    m = cgroups.manager_from_dict(json.loads(json.dumps(m.to_dict())))     # a later `ocirun update`
+    assert m.path("memory") in m.created
+    m.update({"memory": {"limit": 30 << 20, "swap": 50 << 20}})
+    m.update({"memory": {"limit": 60 << 20, "swap": 80 << 20}})
+    assert fk.read("memory", "/sw2", "memory.limit_in_bytes") == str(60 << 20)
+    assert fk.read("memory", "/sw2", "memory.memsw.limit_in_bytes") == str(80 << 20)
+    m.update({"memory": {"limit": 10 << 20, "swap": 20 << 20}})     # lowering both: the limit first
+    assert fk.read("memory", "/sw2", "memory.limit_in_bytes") == str(10 << 20)
+    assert fk.read("memory", "/sw2", "memory.memsw.limit_in_bytes") == str(20 << 20)
+
+
+@pytest.mark.parametrize("first,second,order", [
+    ((900001, 600001), (10000, 3000), ["cpu.rt_runtime_us", "cpu.rt_period_us"]),     # (the period refused first)
+    ((10000, 3000), (100000, 20000), ["cpu.rt_period_us", "cpu.rt_runtime_us"]),
+    ((100000, 20000), (50000, 10000), ["cpu.rt_period_us", "cpu.rt_runtime_us"]),
+])
+def test_rt_period_and_runtime_in_the_order_the_kernel_takes(fk, first, second, order):
+    """runc's bats "update rt period and runtime" (runc issue 4094): the kernel refuses a period below the
+    current runtime; runc writes the period, and on EINVAL the runtime then the period again. (fk.writes logs
+    the writes the fake kernel took.)"""
+    m = mk(fk, "/rt")
+    m.create()
+    m.apply({"cpu": {"realtimePeriod": first[0], "realtimeRuntime": first[1]}}, default_devices=False)
+    fk.writes.clear()
+    m.update({"cpu": {"realtimePeriod": second[0], "realtimeRuntime": second[1]}})
+    assert [f for _d, f, _v in fk.writes] == order
+    assert fk.read("cpu", "/rt", "cpu.rt_period_us") == str(second[0])
+    assert fk.read("cpu", "/rt", "cpu.rt_runtime_us") == str(second[1])
+
+
+def test_rt_period_alone_below_the_runtime_is_the_kernels_error(fk):
+    m = mk(fk, "/rt1")
+    m.create()
+    m.apply({"cpu": {"realtimePeriod": 900001, "realtimeRuntime": 600001}}, default_devices=False)
+    with pytest.raises(cgroups.CgroupError) as ei:
+        m.update({"cpu": {"realtimePeriod": 10000}})
+    assert str(ei.value).startswith("linux.resources.cpu.realtimePeriod: cannot write '10000' to cpu.rt_period_us: "
+                                    "invalid argument")
+
+
+def test_device_access_letters_beyond_rwm_are_ignored(fk):
+    """runc's bats "update devices [minimal transition rules]": access "rwa" is "rw" (runc drops the 'a')."""
+    m = mk(fk, "/rwa")
+    m.create()
+    fk.writes.clear()
+    m.apply({"devices": [{"allow": False, "access": "rwm"},
+                         {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "rwa"},
+                         {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "wx"}]})
+    dev = [(f, v) for _d, f, v in fk.writes if f.startswith("devices.")]
+    assert dev[:2] == [("devices.deny", "a *:* rwm"), ("devices.allow", "c 1:11 r")]
+
+
+def test_device_rules_granting_nothing(fk):
+    """A deny granting nothing is a no-op; so is a wildcard whatever its access (runc reads neither)."""
+    m = mk(fk, "/void")
+    m.create()
+    m.apply({"devices": [{"allow": False, "access": "x"},
+                         {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "q"}]})
+    assert "c 1:11" not in fk.read("devices", "/void", "devices.list")
+    m2 = mk(fk, "/void2")
+    m2.create()
+    m2.apply({"devices": [{"allow": True, "access": "x"}, {"allow": False, "type": "b", "access": "z"}]},
+             default_devices=False)
+    assert fk.read("devices", "/void2", "devices.list") == "a *:* rwm\n"
+
+
+def test_update_without_devices_writes_no_device_rule(fk):
+    """runc's "minimal transition rules": an update that does not change the device rules must not write any
+    (a deny-all then re-allow would make /dev/null fail for a moment in the container)."""
+    m = mk(fk, "/upd")
+    m.create()
+    m.apply({"devices": [{"allow": False, "access": "rwm"},
+                         {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "rwa"}],
+             "pids": {"limit": 20}})
+    fk.writes.clear()
+    for _ in range(3):
+        m.update({"pids": {"limit": 30}})
+    assert fk.writes == [(m.path("pids"), "pids.max", "30")] * 3
 
 
 def test_unlimited_memory_also_unlimits_swap_first(fk):
@@ -362,8 +447,13 @@ def test_invalid_values_fail_before_any_write(fk):
         ({"memory": {"limit": "1G"}}, "linux.resources.memory.limit: must be an integer, got '1G'"),
         ({"cpu": {"cpus": "0-x"}}, "linux.resources.cpu.cpus: '0-x' is not a list like \"0-3,7\""),
         ({"cpu": {"quota": 1000, "burst": 2000}}, "linux.resources.cpu.burst: 2000 is larger than cpu.quota 1000"),
-        ({"devices": [{"allow": True, "access": "rwx"}]},
-         "linux.resources.devices[0].access: 'rwx' is not a combination of r, w, m"),
+        ({"devices": [{"allow": True, "access": ""}]},
+         "linux.resources.devices[0].access: must not be empty (a combination of r, w, m)"),
+        ({"devices": [{"allow": True, "type": "c", "major": 1}]},
+         "linux.resources.devices[0].access: required (a combination of r, w, m)"),
+        ({"devices": [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1, "minor": 11,
+                                                          "access": "x"}]},
+         "linux.resources.devices[1].access: names none of r, w, m: an allow rule for c 1:11 that grants nothing"),
         ({"devices": [{"access": "r"}]}, "linux.resources.devices[0].allow: required boolean"),
         ({"devices": [{"allow": True, "type": "p"}]}, "linux.resources.devices[0].type: 'p' is not one of a, b, c"),
         ({"unified": {"memory.high": "1"}},
