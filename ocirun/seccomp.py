@@ -7,7 +7,8 @@ it forks the init (`create`/`run`), in `exec` before setns into the mount namesp
    name the field (`linux.seccomp.syscalls[3].action: unknown action "SCMP_ACT_FOO"`);
 2. look the BPF program up in a cache keyed by a digest of the profile, the machine, the libseccomp version and
    the kernel release; on a miss, build it with libseccomp (ctypes) exactly as runc does, export it with
-   seccomp_export_bpf and store it (atomically, checked on every read);
+   seccomp_export_bpf, put runc's -ENOSYS stub in front of it (enosys_stub()) and store it (atomically, checked
+   on every read);
 3. with SCMP_ACT_NOTIFY, connect to listenerPath (a host path: after pivot_root it would be out of reach).
 
 Filter.load() then only calls seccomp(SECCOMP_SET_MODE_FILTER, flags, prog): no import, no open. On a cache hit
@@ -20,6 +21,16 @@ one rule are ANDed unless two of them test the same argument, in which case each
 (ORed); the native architecture is always in the filter; no_new_privs is not set by the filter (ocirun does
 it, per process.noNewPrivileges). SCMP_ACT_NOTIFY cannot be the default action, nor be used for write/sendmsg
 (the init sends the listener fd with sendmsg once the filter is in force).
+
+The -ENOSYS stub (runc's libcontainer/seccomp/patchbpf): unless the default action lets a syscall through (ALLOW,
+LOG, TRACE), a syscall whose number is above the highest one the profile names for its architecture gets ENOSYS
+instead of the default action, so that a program probing a syscall newer than the profile (clone3, faccessat2...)
+sees "not implemented" and falls back, as on an older kernel. Per architecture: those of `architectures` plus the
+native one (runc >= 1.2; runc 1.1 only stubbed the listed ones), numbers as libseccomp resolves every name of every
+rule (rules equal to the default action and names the rule skips included); x86_64 and x32 are told apart by the
+x32 bit, s390/s390x also give ENOSYS for syscall 0 (the multiplexer of numbers the kernel does not know).
+runc skips the stub when defaultErrnoRet equals SCMP_ACT_ERRNO(ENOSYS) (0x50026), a value no errno in 0-65535 is:
+so it always adds it for an errno default; with defaultErrnoRet 38 the two behave the same anyway.
 
 Cache: $OCIRUN_SECCOMP_CACHE if set ("" or "off" disables it), else /var/cache/ocirun/seccomp for the host's
 root and $XDG_CACHE_HOME/ocirun/seccomp (~/.cache/...) otherwise (root of a user namespace included). Directory
@@ -76,7 +87,7 @@ _NR_SECCOMP = {"x86_64": 317, "i386": 354, "i686": 354, "aarch64": 277, "riscv64
 
 BPF_MAXINSNS = 4096
 _MAGIC = b"ocirun-seccomp-bpf\x01\n"
-_FORMAT = "1"
+_FORMAT = "2"  # part of the cache key: "2" = programs with the -ENOSYS stub
 _NR_SCMP_ERROR = -1
 # The init sends the listener fd with sendmsg after the filter is loaded (runc: write): never notified.
 _NOTIFY_FORBIDDEN = ("write", "sendmsg")
@@ -104,7 +115,8 @@ class Rule:
 class Profile:
     """linux.seccomp translated to numbers; see translate()."""
 
-    __slots__ = ("default", "archs", "rules", "flags", "notify", "listener_path", "metadata", "raw")
+    __slots__ = ("default", "default_name", "archs", "rules", "names", "flags", "notify", "listener_path",
+                 "metadata", "raw")
 
     def bpf_key_doc(self):
         """What the BPF depends on: the profile without the listener (path/metadata) and flags (load-time)."""
@@ -140,6 +152,7 @@ def translate(cfg):
         raise OciError(f"linux.seccomp.defaultErrnoRet: {dname} takes no errno (only SCMP_ACT_ERRNO and "
                        f"SCMP_ACT_TRACE do)")
     p.default = _action(dname, der, "linux.seccomp.defaultErrnoRet")
+    p.default_name = dname
     p.archs = []
     for i, a in enumerate(cfg.get("architectures") or ()):
         if a not in ARCHS:
@@ -151,6 +164,7 @@ def translate(cfg):
             raise OciError(f'linux.seccomp.flags[{i}]: unknown flag "{f}"')
         p.flags |= FLAGS[f]
     p.rules = []
+    p.names = []       # every name of every rule, skipped ones included (the -ENOSYS stub's highest numbers)
     p.notify = False
     for i, sc in enumerate(cfg.get("syscalls") or ()):
         where = f"linux.seccomp.syscalls[{i}]"
@@ -166,6 +180,7 @@ def translate(cfg):
         names = sc.get("names")
         if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
             raise OciError(f"{where}.names: must be a non-empty list of syscall names")
+        p.names.extend(names)
         if aname == "SCMP_ACT_NOTIFY":
             p.notify = True
             for n in names:
@@ -258,7 +273,8 @@ def _bind():
                             ("seccomp_attr_set", i, (vp, i, u32)), ("seccomp_arch_exist", i, (vp, u32)),
                             ("seccomp_arch_add", i, (vp, u32)), ("seccomp_syscall_resolve_name", i, (ctypes.c_char_p,)),
                             ("seccomp_rule_add_array", i, (vp, u32, i, ctypes.c_uint, vp)),
-                            ("seccomp_export_bpf", i, (vp, i))):
+                            ("seccomp_export_bpf", i, (vp, i)), ("seccomp_arch_native", u32, ()),
+                            ("seccomp_syscall_resolve_name_arch", i, (u32, ctypes.c_char_p))):
         fn = getattr(lib, name)
         fn.restype = res
         fn.argtypes = args
@@ -277,7 +293,18 @@ _EEXIST = 17
 
 
 def compile_bpf(profile):
-    """The BPF program (bytes, 8 per instruction) libseccomp builds for `profile`, as runc would build it."""
+    """The BPF program (bytes, 8 per instruction) runc installs for `profile`: the -ENOSYS stub, then the filter
+    libseccomp builds."""
+    filt = export_bpf(profile)
+    data = enosys_stub(profile) + filt
+    if len(data) // 8 > BPF_MAXINSNS:
+        raise OciError(f"linux.seccomp: the filter compiles to {len(data) // 8} BPF instructions; the kernel "
+                       f"accepts 1 to {BPF_MAXINSNS}")
+    return data
+
+
+def export_bpf(profile):
+    """The BPF program libseccomp builds for `profile` (seccomp_export_bpf), its rules added as runc adds them."""
     lib = _bind()
     ctx = lib.seccomp_init(profile.default)
     if not ctx:
@@ -327,6 +354,99 @@ def compile_bpf(profile):
         raise OciError(f"linux.seccomp: the filter compiles to {len(data) // 8} BPF instructions; the kernel "
                        f"accepts 1 to {BPF_MAXINSNS}")
     return data
+
+
+# ---------------------------------------------------------------------------------------------- -ENOSYS stub
+ENOSYS = 38
+RET_ENOSYS = ACTIONS["SCMP_ACT_ERRNO"] | ENOSYS
+_PASSING = ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE")  # default actions that get no stub (runc's)
+_X32_BIT = 0x40000000           # x32 syscall numbers have it; the audit arch is x86_64's
+_S390_MULTIPLEXER = 0           # s390(x): syscall numbers the kernel does not know end up as 0 (setup)
+# classic BPF opcodes (linux/bpf_common.h)
+_LD_ABS_W, _JA, _JEQ_K, _JGT_K, _JSET_K, _RET_K = 0x20, 0x05, 0x15, 0x25, 0x45, 0x06
+_OFF_NR, _OFF_ARCH = 0, 4       # struct seccomp_data: int nr; __u32 arch
+
+
+def _audit_arch(token):
+    """libseccomp's SCMP_ARCH_* token -> the AUDIT_ARCH_* the kernel puts in seccomp_data.arch (equal, but
+    for x32, whose syscalls arrive as x86_64's with the x32 bit set)."""
+    return ARCHS["SCMP_ARCH_X86_64"] if token == ARCHS["SCMP_ARCH_X32"] else token
+
+
+def highest_syscalls(profile, lib=None):
+    """{audit arch: {libseccomp arch token: highest number of a syscall the profile names}}: the architectures
+    of the profile and the native one, each with a syscall the profile names (others are left out)."""
+    lib = lib or _bind()
+    tokens = list(dict.fromkeys([lib.seccomp_arch_native(), *profile.archs]))
+    names = [n.encode() for n in dict.fromkeys(profile.names)]
+    out = {}
+    for token in tokens:
+        top = max((lib.seccomp_syscall_resolve_name_arch(token, n) for n in names), default=0)
+        if top > 0:  # unknown names resolve to -1, names without a number on the arch to a negative one
+            out.setdefault(_audit_arch(token), {})[token] = top
+    return out
+
+
+def _stub_section(audit, tops):
+    """One architecture's part of the stub: load the syscall number, the checks, then "F: ja filter" and
+    "E: ret ENOSYS". Jumps are ("E"|"F"|int) here; enosys_stub() resolves them."""
+    x86_64, x32 = ARCHS["SCMP_ARCH_X86_64"], ARCHS["SCMP_ARCH_X32"]
+    body = [(_LD_ABS_W, 0, 0, _OFF_NR)]
+    if audit == x86_64:
+        if x86_64 in tops and x32 in tops:
+            body += [(_JSET_K, 1, 0, _X32_BIT),                # x32: the second check
+                     (_JGT_K, "E", "F", tops[x86_64]),
+                     (_JGT_K, "E", "F", tops[x32])]
+        elif x86_64 in tops:
+            body += [(_JSET_K, "F", 0, _X32_BIT),              # x32 syscalls: the filter decides
+                     (_JGT_K, "E", "F", tops[x86_64])]
+        else:
+            body += [(_JSET_K, 0, "F", _X32_BIT),              # x86_64 syscalls: the filter decides
+                     (_JGT_K, "E", "F", tops[x32])]
+    else:
+        (token, top), = tops.items()
+        if token in (ARCHS["SCMP_ARCH_S390"], ARCHS["SCMP_ARCH_S390X"]):
+            body.append((_JEQ_K, "E", 0, _S390_MULTIPLEXER))
+        body.append((_JGT_K, "E", "F", top))
+    to = {"F": len(body), "E": len(body) + 1}
+    out = []
+    for i, (code, jt, jf, k) in enumerate(body):
+        jt, jf = (x if isinstance(x, int) else to[x] - i - 1 for x in (jt, jf))
+        out.append([code, jt, jf, k])
+    out.append([_JA, 0, 0, "filter"])
+    out.append([_RET_K, 0, 0, RET_ENOSYS])
+    return out
+
+
+def enosys_stub(profile, lib=None):
+    """runc's -ENOSYS stub for `profile` (bytes, put in front of libseccomp's program; b"" when the default action
+    lets syscalls through). Load the arch; per architecture with a section, jump to it; otherwise to the filter.
+    A section returns ENOSYS for a syscall number above the profile's highest one, else jumps to the filter."""
+    if profile.default_name in _PASSING:
+        return b""
+    tops = highest_syscalls(profile, lib)
+    sections = [_stub_section(audit, t) for audit, t in tops.items()]
+    n = len(sections)
+    insns = [[_LD_ABS_W, 0, 0, _OFF_ARCH]]
+    start = 1 + n + 1                                   # the first section, after the jeqs and "ja filter"
+    for i, (audit, sec) in enumerate(zip(tops, sections)):
+        off = start - (1 + i) - 1
+        if off > 255:
+            raise OciError("linux.seccomp: too many architectures for the -ENOSYS stub")
+        insns.append([_JEQ_K, off, 0, audit])
+        start += len(sec)
+    insns.append([_JA, 0, 0, "filter"])
+    for sec in sections:
+        insns += sec
+    import struct
+
+    total = len(insns)
+    out = []
+    for i, (code, jt, jf, k) in enumerate(insns):
+        if k == "filter":
+            k = total - i - 1
+        out.append(struct.pack("=HBBI", code, jt, jf, k))
+    return b"".join(out)
 
 
 # ---------------------------------------------------------------------------------------------- cache

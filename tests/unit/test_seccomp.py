@@ -237,8 +237,14 @@ def test_program_equals_libseccomp_export(which, monkeypatch):
     cfg = {"mix": MIX, "docker": _docker_profile(), "allow": {"defaultAction": "SCMP_ACT_ALLOW"},
            "notify": {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x", "syscalls": [
                {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}}[which]
-    prog = SC.compile_bpf(SC.translate(cfg))
-    assert prog == _oracle(cfg)
+    p = SC.translate(cfg)
+    prog = SC.compile_bpf(p)
+    oracle = _oracle(cfg)
+    assert SC.export_bpf(p) == oracle
+    # runc's -ENOSYS stub in front (tests/unit/test_seccomp_stub.py checks what it does) for an ERRNO default
+    stub = SC.enosys_stub(p)
+    assert prog == stub + oracle
+    assert (stub != b"") == (cfg["defaultAction"] == "SCMP_ACT_ERRNO")
     assert len(prog) % 8 == 0 and 0 < len(prog) // 8 <= SC.BPF_MAXINSNS
 
 
