@@ -5,10 +5,10 @@ it forks the init (`create`/`run`), in `exec` before setns into the mount namesp
 
 1. translate the JSON into numbers (actions, operators, architectures, flags), checking every field; errors
    name the field (`linux.seccomp.syscalls[3].action: unknown action "SCMP_ACT_FOO"`);
-2. look the BPF program up in a cache keyed by a digest of the profile, the machine, the libseccomp version and
-   the kernel release; on a miss, build it with libseccomp (ctypes) exactly as runc does, export it with
-   seccomp_export_bpf, put runc's -ENOSYS stub in front of it (enosys_stub()) and store it (atomically, checked
-   on every read);
+2. look the BPF program up in a cache keyed by a digest of the profile, the machine, the libseccomp version, the
+   kernel release and this file (translation_digest(): the code that builds the program); on a miss, build it
+   with libseccomp (ctypes) exactly as runc does, export it with seccomp_export_bpf, put runc's -ENOSYS stub in
+   front of it (enosys_stub()) and store it (atomically, checked on every read);
 3. with SCMP_ACT_NOTIFY, connect to listenerPath (a host path: after pivot_root it would be out of reach).
 
 Filter.load() then only calls seccomp(SECCOMP_SET_MODE_FILTER, flags, prog): no import, no open. On a cache hit
@@ -31,6 +31,9 @@ rule (rules equal to the default action and names the rule skips included); x86_
 x32 bit, s390/s390x also give ENOSYS for syscall 0 (the multiplexer of numbers the kernel does not know).
 runc skips the stub when defaultErrnoRet equals SCMP_ACT_ERRNO(ENOSYS) (0x50026), a value no errno in 0-65535 is:
 so it always adds it for an errno default; with defaultErrnoRet 38 the two behave the same anyway.
+
+Everything that determines the program is in this file: the cache key covers it (translation_digest()), so a
+changed translation never loads a program an older one stored.
 
 Cache: $OCIRUN_SECCOMP_CACHE if set ("" or "off" disables it), else /var/cache/ocirun/seccomp for the host's
 root and $XDG_CACHE_HOME/ocirun/seccomp (~/.cache/...) otherwise (root of a user namespace included). Directory
@@ -466,13 +469,50 @@ def cache_dir():
 _host_root = St.host_root  # (a module global: tests replace it)
 
 
-def cache_key(profile, version=None):
-    """sha256 over what the BPF depends on: the profile (canonical JSON), machine, libseccomp, kernel."""
+_translation = None     # translation_digest()'s value, once per process
+
+
+def translation_digest(path=None):
+    """A digest of this file, where everything that turns a profile into a program lives (hex; None when the file
+    cannot be read: then the cache is not used). Content, not mtime/size: an edit that keeps the size within the
+    same clock tick, or a package install that restores mtimes (reproducible builds pin them), would leave an
+    mtime+size key unchanged. _imp.source_hash is the SipHash-1-3 Python itself uses to tell that the source of
+    a hash-based .pyc changed; builtin, nothing to import: reading + hashing this file costs ~55 us on the first
+    call of a process (sha256 from _sha256 alone would cost ~175 us; an os.stat ~4 us), and only on the create
+    and exec paths with a profile and the cache on."""
+    global _translation
+    if path is None and _translation is not None:
+        return _translation
+    try:
+        fd = os.open(path or __file__, os.O_RDONLY | os.O_CLOEXEC)
+    except (OSError, TypeError):
+        return None
+    try:
+        data = os.read(fd, os.fstat(fd).st_size + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    import _imp
+
+    digest = _imp.source_hash(_SOURCE_HASH_KEY, data).hex() + f"-{len(data)}"
+    if path is None:
+        _translation = digest
+    return digest
+
+
+_SOURCE_HASH_KEY = 0x6F636972  # any fixed key ("ocir"): the digest only has to be stable across processes
+
+
+def cache_key(profile, version=None, translation=None):
+    """sha256 over what the BPF depends on: the profile (canonical JSON), machine, libseccomp, kernel, and the
+    translation code (translation_digest())."""
     from . import jsonio
 
     u = os.uname()
     doc = jsonio.dumps(profile.bpf_key_doc(), sort_keys=True)
-    text = "\0".join((_FORMAT, u.machine, u.release, version or libseccomp_version(), doc))
+    text = "\0".join((_FORMAT, u.machine, u.release, version or libseccomp_version(),
+                       translation or translation_digest() or "", doc))
     return _sha256(text.encode())
 
 
@@ -546,9 +586,10 @@ def cache_write(d, path, key, prog):
 def program_for(profile):
     """The BPF program for `profile`: from the cache, else compiled by libseccomp (and cached)."""
     d = cache_dir()
-    if d is None:
+    translation = translation_digest() if d is not None else None
+    if translation is None:  # no cache, or this file cannot be read: no key could tell translations apart
         return compile_bpf(profile)
-    key = cache_key(profile)
+    key = cache_key(profile, translation=translation)
     path = os.path.join(d, key.hex() + ".bpf")
     prog = cache_read(path, key)
     if prog is not None:

@@ -1,12 +1,15 @@
 """runc's -ENOSYS stub in ocirun.seccomp's programs (a syscall above the highest one the profile names gets ENOSYS
-unless the default action lets syscalls through).
+unless the default action lets syscalls through), and a changed translation never served from an old cache entry.
 
 The programs are run here by a small classic-BPF interpreter of the test's own (independent of the code that
 writes them) on seccomp_data inputs, and installed for real in a forked child (no_new_privs: no privilege)."""
 import ctypes
 import errno
 import os
+import shutil
 import struct
+import subprocess
+import sys
 
 import pytest
 
@@ -16,6 +19,7 @@ X86_64, X86, X32 = SC.ARCHS["SCMP_ARCH_X86_64"], SC.ARCHS["SCMP_ARCH_X86"], SC.A
 AARCH64, S390X = SC.ARCHS["SCMP_ARCH_AARCH64"], SC.ARCHS["SCMP_ARCH_S390X"]
 ALLOW, ENOSYS_RET, KILL_PROCESS = 0x7FFF0000, 0x50000 | errno.ENOSYS, 0x80000000
 X32_BIT = 0x40000000
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
 
 def run_bpf(prog, nr, arch, args=(0,) * 6):
@@ -244,3 +248,63 @@ def test_newer_syscall_gets_enosys_in_a_real_filter(tmp_path, monkeypatch):
         return out
 
     assert _in_child(flt, probe) == (repr([-errno.ENOSYS, -errno.ENOSYS, -errno.EPERM, "ok"]), 0)
+
+
+# ============================================================================ the cache and the translation
+def test_translation_digest_follows_the_file(tmp_path):
+    src = tmp_path / "seccomp.py"
+    shutil.copy(SC.__file__, src)
+    d1 = SC.translation_digest(str(src))
+    assert d1 == SC.translation_digest(SC.__file__) == SC.translation_digest()
+    text = src.read_text().replace("EPERM = 1\n", "EPERM = 2\n")  # same size, one byte changed
+    src.write_text(text)
+    assert SC.translation_digest(str(src)) != d1
+    assert SC.translation_digest(str(tmp_path / "missing.py")) is None
+    p = SC.translate({"defaultAction": "SCMP_ACT_ALLOW"})
+    assert SC.cache_key(p, translation="a") != SC.cache_key(p, translation="b")
+    assert SC.cache_key(p) == SC.cache_key(p, translation=d1)
+
+
+def test_unreadable_translation_means_no_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("OCIRUN_SECCOMP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(SC, "translation_digest", lambda path=None: None)
+    p = SC.translate({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"],
+                                                                         "action": "SCMP_ACT_ALLOW"}]})
+    assert SC.program_for(p) == SC.compile_bpf(p)
+    assert not os.path.exists(tmp_path / "cache")
+
+
+def test_changed_translation_is_not_served_from_an_old_entry(tmp_path):
+    """Two ocirun trees that translate differently (here: ERRNO's default errno) share one cache: each loads its
+    own program. With a key blind to the code, the second would load the first one's program."""
+    tree = tmp_path / "tree"
+    shutil.copytree(os.path.join(ROOT, "ocirun"), tree / "ocirun", symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    cache = tmp_path / "cache"
+    prof = '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}'
+    code = ("import sys, ocirun; from ocirun import seccomp as S, jsonio\n"
+            "assert ocirun.__file__.startswith(sys.argv[2]), ocirun.__file__\n"
+            "print(S.program_for(S.translate(jsonio.loads(sys.argv[1]))).hex())")
+
+    def program():
+        env = dict(os.environ, OCIRUN_SECCOMP_CACHE=str(cache), PYTHONPATH=str(tree), PYTHONDONTWRITEBYTECODE="1")
+        out = subprocess.run([sys.executable, "-c", code, prof, str(tree)], cwd=str(tree), env=env,
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return bytes.fromhex(out.stdout.strip())
+
+    def rets(prog):
+        return {k for code, _, _, k in (struct.unpack_from("=HBBI", prog, i) for i in range(0, len(prog), 8))
+                if code == 0x06}
+
+    first = program()
+    assert 0x50000 | errno.EPERM in rets(first)
+    assert len([f for f in os.listdir(cache) if f.endswith(".bpf")]) == 1
+    src = tree / "ocirun" / "seccomp.py"
+    text = src.read_text()
+    assert "\nEPERM = 1\n" in text
+    src.write_text(text.replace("\nEPERM = 1\n", "\nEPERM = 2\n"))   # the translation changes, nothing else
+    second = program()
+    assert 0x50000 | 2 in rets(second) and 0x50000 | errno.EPERM not in rets(second)
+    assert len([f for f in os.listdir(cache) if f.endswith(".bpf")]) == 2
+    assert program() == second  # and the new entry is then served
