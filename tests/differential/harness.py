@@ -79,6 +79,7 @@ class Env:
         self.roots = {}
         self.host_ns = {}
         self.host_nodes = host_nodes()
+        self.host_propagation = host_propagation()
         for name in os.listdir("/proc/self/ns"):
             try:
                 self.host_ns[name] = os.readlink(f"/proc/self/ns/{name}")
@@ -255,12 +256,20 @@ def _mounts_under(path):
     return out
 
 
+# runc is run in a mount namespace of its own (a copy of ours, peer groups kept, so propagation between the host
+# and the container is what it would be): with no mount namespace in the config, runc remounts "/" of the
+# namespace it runs in with the root propagation (rslave, or e.g. runbindable) and leaves its mounts there
+# (spec/EXTENSIONS.md, "no mount namespace"). Run in ours, that changed the host's "/" for every later test.
+ISOLATE = {"runc": ("unshare", "--mount", "--propagation", "unchanged", "--")}
+
+
 class Runtime:
     def __init__(self, name, path, root):
         self.name, self.path, self.root = name, path, root
+        self.prefix = ISOLATE.get(name, ())
 
     def run(self, *args, stdout=None, timeout=STEP_TIMEOUT, cwd=None):
-        argv = [self.path, "--root", self.root, *args]
+        argv = [*self.prefix, self.path, "--root", self.root, *args]
         with tempfile.TemporaryFile("w+") as err:
             out = open(stdout, "a") if stdout else subprocess.DEVNULL
             try:
@@ -276,7 +285,7 @@ class Runtime:
             return Step(argv, rc, err.read())
 
     def state(self, cid):
-        r = subprocess.run([self.path, "--root", self.root, "state", cid], stdin=subprocess.DEVNULL,
+        r = subprocess.run([*self.prefix, self.path, "--root", self.root, "state", cid], stdin=subprocess.DEVNULL,
                            capture_output=True, text=True, timeout=STEP_TIMEOUT, env=RUNTIME_ENV)
         if r.returncode != 0:
             return None
@@ -450,8 +459,25 @@ class HostChanged(RuntimeError):
     pass
 
 
+def host_propagation():
+    """{mount point: its propagation ("shared", "master", "unbindable", "private")} of the host's mounts."""
+    out = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split(" - ")[0].split()
+            opt = {o.split(":")[0] for o in fields[6:]}
+            kind = "+".join(sorted(opt & {"shared", "master", "unbindable"})) or "private"
+            out.setdefault(fields[4], kind)
+    return out
+
+
 def check_host(env):
-    """Raise HostChanged (after putting mode and owner back) when a host device node changed during the run."""
+    """Raise HostChanged when a runtime changed the host: a device node (its mode and owner are put back) or the
+    propagation of a mount that was there before the run."""
+    prop = host_propagation()
+    moved = {mp: (k, prop[mp]) for mp, k in env.host_propagation.items() if mp in prop and prop[mp] != k}
+    if moved:
+        raise HostChanged(f"a runtime changed the propagation of the host's mounts: {moved}")
     now = host_nodes()
     changed = {p: (env.host_nodes[p], v) for p, v in now.items() if v != env.host_nodes.get(p)}
     if not changed:
