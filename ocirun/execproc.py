@@ -168,56 +168,17 @@ def _id_value(text):
 def exec_in(container, proc, opts):
     store = container.store
     st = store.read(container.id)
-    status = St.status_of(store, container.id, st)
-    if status == "stopped" or st is None:
-        raise StateError(f"cannot exec in a stopped container: {container.id}")
-    if status == "paused" and not opts.ignore_paused:
-        # with --ignore-paused the process joins the frozen cgroup and starts once the container is resumed
-        raise StateError(f"cannot exec in a paused container (use --ignore-paused to override): {container.id}")
-    if status == "creating":
-        raise StateError(f"cannot exec in a container that is still being created: {container.id}")
+    _check_status(container, store, st, opts)
     cfg = C.parse(st["config"])
     lin = cfg.linux or C.Linux()
-    from . import capabilities, lsm, process, cgroups
-
-    lsm.check(proc, None)
-
-    caps = capabilities.resolve(proc.capabilities)
-    capabilities.drop_unavailable(caps)
-    capabilities.check_sets(caps)
-    process.check_rlimits(proc.rlimits)
-    process.check_scheduling(proc)
-    if proc.terminal and not opts.console_socket and opts.detach:
-        raise OciError("cannot allocate tty if ocirun will detach without setting console socket")
+    caps = _check_process(proc, opts)
     pid = st["pid"]
+    from . import cgroups
+
     cgroups.prime_once()
     mgr = cgroups.manager_from_dict(st["cgroup"]) if st.get("cgroup") else None
     opts.cgroup_dirs = sub_cgroup_dirs(mgr, opts.sub_cgroups) if opts.sub_cgroups else None
-    # Open every namespace of the init, then check the init is still the same process (pid reuse).
-    fds = []
-    for ns in sorted((n.type for n in lin.namespaces), key=namespaces.JOIN_ORDER.index):
-        path = f"/proc/{pid}/ns/{namespaces.PROC_NAME[ns]}"
-        try:
-            fds.append((ns, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
-        except OSError as e:
-            for _, _, fd in fds:
-                os.close(fd)
-            raise StateError(f"cannot exec in {container.id}: {path}: {e.strerror}") from None
-    opts.root_fd = None
-    if st.get("host_mnt_ns"):
-        # no mount namespace of its own (it shares ours): the process is chrooted where the init is
-        try:
-            opts.root_fd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as e:
-            for _, _, fd in fds:
-                os.close(fd)
-            raise StateError(f"cannot exec in {container.id}: /proc/{pid}/root: {e.strerror}") from None
-    if St.proc_start_time(pid) != st.get("init_start_time"):
-        for _, _, fd in fds:
-            os.close(fd)
-        if opts.root_fd is not None:
-            os.close(opts.root_fd)
-        raise StateError(f"cannot exec in a stopped container: {container.id}")
+    fds = _open_namespaces(container, st, lin, pid, opts)
     console_fd = protocol.connect_unix(opts.console_socket) if opts.console_socket else None
     fg = not opts.detach
     if fg:
@@ -244,6 +205,68 @@ def exec_in(container, proc, opts):
     cchan.close()
     if console_fd is not None:
         os.close(console_fd)
+    target, master = _wait_for_process(pchan, proc, opts, child)
+    if opts.pid_file:
+        St.write_pid_file(opts.pid_file, target)
+    if not fg:
+        return 0
+    from . import process
+
+    return process.wait_forwarding(target, master, lambda: St.proc_start_time(target) is not None)
+
+
+def _check_status(container, store, st, opts):
+    status = St.status_of(store, container.id, st)
+    if status == "stopped" or st is None:
+        raise StateError(f"cannot exec in a stopped container: {container.id}")
+    if status == "paused" and not opts.ignore_paused:
+        # with --ignore-paused the process joins the frozen cgroup and starts once the container is resumed
+        raise StateError(f"cannot exec in a paused container (use --ignore-paused to override): {container.id}")
+    if status == "creating":
+        raise StateError(f"cannot exec in a container that is still being created: {container.id}")
+
+
+def _check_process(proc, opts):
+    """The process's settings, checked before anything is forked (as create checks its own). Returns the
+    resolved capability sets."""
+    from . import preflight
+
+    caps = preflight.check_process(proc, None, warn=False)
+    if proc.terminal and not opts.console_socket and opts.detach:
+        raise OciError("cannot allocate tty if ocirun will detach without setting console socket")
+    return caps
+
+
+def _open_namespaces(container, st, lin, pid, opts):
+    """Every namespace of the init opened (and its root, when it has no mount namespace of its own: the process
+    is chrooted where the init is), then the init checked to be the same process still (pid reuse)."""
+    fds = []
+    opts.root_fd = None
+    try:
+        for ns in sorted((n.type for n in lin.namespaces), key=namespaces.JOIN_ORDER.index):
+            path = f"/proc/{pid}/ns/{namespaces.PROC_NAME[ns]}"
+            try:
+                fds.append((ns, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+            except OSError as e:
+                raise StateError(f"cannot exec in {container.id}: {path}: {e.strerror}") from None
+        if st.get("host_mnt_ns"):
+            try:
+                opts.root_fd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError as e:
+                raise StateError(f"cannot exec in {container.id}: /proc/{pid}/root: {e.strerror}") from None
+        if St.proc_start_time(pid) != st.get("init_start_time"):
+            raise StateError(f"cannot exec in a stopped container: {container.id}")
+    except BaseException:
+        for _, _, fd in fds:
+            os.close(fd)
+        if opts.root_fd is not None:
+            os.close(opts.root_fd)
+        raise
+    return fds
+
+
+def _wait_for_process(pchan, proc, opts, child):
+    """The exec'd process's pid (and its pty master, to proxy) from the child, or the error that stopped it."""
     target = None
     master = None
     try:
@@ -265,15 +288,7 @@ def exec_in(container, proc, opts):
         raise OciError("exec failed: the process exited before it started")
     if target != child:
         _reap(child)
-    if opts.pid_file:
-        from .container import _write_pid_file
-
-        _write_pid_file(opts.pid_file, target)
-    if not fg:
-        return 0
-    from . import process
-
-    return process.wait_forwarding(target, master, lambda: St.proc_start_time(target) is not None)
+    return target, master
 
 
 def _reap(pid):
@@ -284,15 +299,8 @@ def _reap(pid):
 
 
 def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts, state, no_new_keyring=False):
-    import _signal  # noqa: F401  preloaded for process.reset_signals
-    import resource  # noqa: F401  preloaded: after setns(mnt) the host's Python is out of reach
-    import _prctl  # noqa: F401
-    import fcntl  # noqa: F401
-    from . import lsm, process  # noqa: F401  (lsm: used after setns when labels are set)
-
-    if proc.terminal:
-        import termios  # noqa: F401
-        from . import terminal  # noqa: F401
+    """The forked child: into the container's cgroup and namespaces, then the process's settings and exec."""
+    _preload(proc)
     sys = S.SYS
     lin = cfg.linux or C.Linux()
     sfilter = None
@@ -300,34 +308,79 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts, state, no_new
         from . import seccomp
 
         sfilter = seccomp.prepare(lin.seccomp, state)
-    # CVE-2024-21626 class: whatever fds our caller left open must be gone before we enter the container
+    _leave_the_host(fds, mgr, chan, console_fd, opts, sfilter)
+    user_joined = any(t == "user" for t, _, _ in fds)
+    _enter(fds, chan, opts)
+    os.setsid()
+    trace("exec: joined")
+    if proc.terminal:
+        from . import terminal
+
+        terminal.attach(proc.console_size, console_fd, chan)
+    from . import process
+
+    process.set_oom_score_adj(proc.oom_score_adj)
+    path, env = process.prepare_exec(proc, sys)
+    if not no_new_keyring:
+        try:  # the container's session keyring (named by its id), as the init joined it
+            sys.join_session_keyring(state["id"])
+        except OSError:
+            pass
+    sfilter = process.become(proc, caps, lin, sfilter, sys, namespaces.setgroups_allowed(user_joined))
+    process.set_cpu_affinity(proc, "final")
+    process.reset_signals()
+    process.exec_process(path, proc.args, env, opts.preserve_fds, sys,
+                         last=sfilter.load if sfilter is not None else None)
+
+
+def _preload(proc):
+    """What the child uses after setns(mnt), when the host's Python is out of reach."""
+    import _signal  # noqa: F401  (process.reset_signals)
+    import resource  # noqa: F401
+    import _prctl  # noqa: F401
+    import fcntl  # noqa: F401
+    from . import lsm, process  # noqa: F401  (lsm: used after setns when labels are set)
+
+    if proc.terminal:
+        import termios  # noqa: F401
+        from . import terminal  # noqa: F401
+
+
+def _leave_the_host(fds, mgr, chan, console_fd, opts, sfilter):
+    """Before entering any of the container's namespaces: whatever fds our caller left open are closed
+    (CVE-2024-21626 class), we become non-dumpable (a container process must not reach this host Python
+    process through /proc/<pid>/exe, mem or fd: CVE-2019-5736 class), and join the container's cgroups."""
+    from . import process
+
     keep = {chan.fd} | {fd for _, _, fd in fds}
-    root_fd = getattr(opts, "root_fd", None)
-    if root_fd is not None:
-        keep.add(root_fd)
+    if opts.root_fd is not None:
+        keep.add(opts.root_fd)
     if console_fd is not None:
         keep.add(console_fd)
     if sfilter is not None:
         keep |= sfilter.keep_fds()
     process.close_inherited(keep, opts.preserve_fds)
-    # Non-dumpable before entering any of the container's namespaces: a container process must not be able to
-    # reach this (host) Python process through /proc/<pid>/exe, mem or fd (CVE-2019-5736 class).
-    sys.prctl(S.PR_SET_DUMPABLE, 0)
+    S.SYS.prctl(S.PR_SET_DUMPABLE, 0)
     dirs = getattr(opts, "cgroup_dirs", None)
     if dirs:
         _join_cgroup_dirs(dirs, os.getpid())
     elif mgr is not None:
         mgr.add_pid(os.getpid())
     process.reset_affinity(0, mgr)
-    # as create does (runc's one join_namespaces): user last, so that a namespace the container's user namespace
-    # does not own (e.g. a network namespace joined by path from the host's) is joined with our own privileges
-    user_joined = any(t == "user" for t, _, _ in fds)
+
+
+def _enter(fds, chan, opts):
+    """The container's namespaces, as create joins them (runc's one join_namespaces: user last, so that a
+    namespace the container's user namespace does not own, e.g. a network namespace joined by path from the
+    host's, is joined with our own privileges); its root; and a fork into its pid namespace. The parent is
+    told the process's pid."""
+    sys = S.SYS
     namespaces.join(fds, sys, what="cannot join the container's {t} namespace")
-    if root_fd is not None:
-        os.fchdir(root_fd)
+    if opts.root_fd is not None:
+        os.fchdir(opts.root_fd)
         sys.chroot(".")
         os.chdir("/")
-        os.close(root_fd)
+        os.close(opts.root_fd)
     if any(t in ("pid", "time") for t, _, _ in fds):
         pid = os.fork()
         if pid:
@@ -335,56 +388,3 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts, state, no_new
             os._exit(0)
     else:
         chan.send("pid", pid=os.getpid())
-    os.setsid()
-    trace("exec: joined")
-    if proc.terminal:
-        from . import terminal
-
-        master, slave, spath = terminal.open_pty(proc.console_size, proxied=console_fd is None)
-        if console_fd is not None:
-            protocol.send_fd_over(console_fd, master, spath.encode())
-            os.close(console_fd)
-        else:
-            chan.send_fd(master, "pty")
-        os.close(master)
-        terminal.make_controlling(slave)
-    process.set_oom_score_adj(proc.oom_score_adj)
-    process.set_rlimits(proc.rlimits)
-    env = process.build_env(proc)
-    path = process.find_executable(proc.args[0], env, proc.cwd or "/")
-    process.check_interpreters(path, sys)
-    if not no_new_keyring:
-        try:  # the container's session keyring (named by its id), as the init joined it
-            sys.join_session_keyring(state["id"])
-        except OSError:
-            pass
-    if lin.personality:
-        from .container import _personality
-
-        _personality(sys, lin.personality)
-    process.apply_scheduling(proc, lin, sys)  # linux.memoryPolicy too: the exec'd process gets it (runc)
-    process.set_cpu_affinity(proc, "final")
-    if proc.no_new_privileges:
-        sys.prctl(S.PR_SET_NO_NEW_PRIVS, 1)
-    elif sfilter is not None:
-        sfilter.load()
-        sfilter = None
-    allowed = True
-    if user_joined:
-        try:
-            with open("/proc/self/setgroups") as f:
-                allowed = f.read().strip() == "allow"
-        except OSError:
-            pass
-    if proc.apparmor_profile or proc.selinux_label:
-        from . import lsm
-
-        lsm.apply_exec_labels(proc)
-    in_cwd = process.chdir_privileged(proc.cwd)
-    process.switch_user(proc.user, caps, sys, setgroups_allowed=allowed)
-    os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
-    if not in_cwd:
-        process.chdir_inside(proc.cwd)
-    process.reset_signals()
-    process.exec_process(path, proc.args, env, opts.preserve_fds, sys,
-                         last=sfilter.load if sfilter is not None else None)

@@ -21,9 +21,9 @@ def libseccomp_version():
 
 
 def features():
-    from . import capabilities, rootfs, seccomp
+    from . import capabilities, mounts, seccomp
 
-    opts = sorted(set(rootfs.FLAGS) | set(rootfs.PROPAGATION) | set(rootfs.REC_ATTRS) | set(rootfs.EXTENSIONS))
+    opts = sorted(set(mounts.FLAGS) | set(mounts.PROPAGATION) | set(mounts.REC_ATTRS) | set(mounts.EXTENSIONS))
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": SPEC_VERSION,

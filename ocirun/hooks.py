@@ -10,6 +10,20 @@ class HookError(OciError):
     pass
 
 
+def hook_state(st, status):
+    """The state a hook reads on stdin, from a container's record: as `ocirun state` shows it, without `pid`
+    once stopped and without empty `annotations` (state-schema: both optional there; runc writes neither)."""
+    from .version import SPEC_VERSION
+
+    out = {"ociVersion": SPEC_VERSION, "id": st["id"], "status": status}
+    if status != "stopped":
+        out["pid"] = st.get("pid", 0)
+    out["bundle"] = st.get("bundle", "")
+    if st.get("annotations"):
+        out["annotations"] = st["annotations"]
+    return out
+
+
 def run_hooks(kind, hooks, state, keep_going=False, default_env=None, cwd=None, empty_is_default=False):
     """Run every hook of one kind in order. The first failure raises HookError; with keep_going (poststop:
     a failure is only a warning) every hook runs, each failure is logged, and nothing is raised.

@@ -190,3 +190,12 @@ def _statfs_type(path):
         return S.SYS.fstatfs_type(fd)
     finally:
         os.close(fd)
+
+
+def resctrl_mounted():
+    """Whether resctrl (Intel RDT) is mounted on this host."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return any(" - resctrl " in line for line in f)
+    except OSError:
+        return False

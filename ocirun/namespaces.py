@@ -203,3 +203,77 @@ def link_up(names):
                 raise OciError(f"network interface {name}: cannot set it up: {e.strerror}") from None
     finally:
         s.close()
+
+
+def setgroups_allowed(in_user):
+    """Whether setgroups(2) is allowed here (in a user namespace: /proc/self/setgroups says)."""
+    if not in_user:
+        return True
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() == "allow"
+    except OSError:
+        return True
+
+
+def write_sysctls(lin):
+    """linux.sysctl, written in the container's /proc (after pivot_root), only for namespaces it owns."""
+    from .semantics import sysctl_key, sysctl_namespace
+
+    owned = {n.type for n in lin.namespaces}
+    for key, value in lin.sysctl.items():
+        ns = sysctl_namespace(key)  # (checked at create already; kept here: the write acts on the kernel)
+        if ns is None or ns not in owned:
+            raise OciError(f"linux.sysctl: {key!r} is not in a separate kernel namespace the container owns")
+        path = "/proc/sys/" + sysctl_key(key).replace(".", "/")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError as e:
+            raise OciError(f"linux.sysctl: {key}: {e.strerror}") from None
+        try:
+            # CVE-2019-16884 class: a rootfs can plant a plain /proc; only ever write to a real procfs
+            if S.SYS.fstatfs_type(fd) != 0x9FA0:
+                raise OciError(f"linux.sysctl: {key}: /proc in the container is not a procfs (no proc mount?)")
+            os.write(fd, str(value).encode())
+        except OSError as e:
+            raise OciError(f"linux.sysctl: {key}={value}: {e.strerror}") from None
+        finally:
+            os.close(fd)
+
+
+def move_net_devices(devices, pid):
+    """linux.netDevices: move each host interface into the container's network namespace (renamed if asked),
+    with iproute2 (`ip link set dev HOST netns PID name NEW` in one RTM_NEWLINK)."""
+    for host_name, spec in devices.items():
+        new = (spec or {}).get("name") or host_name
+        where = f"linux.netDevices.{host_name}"
+        if not os.path.exists(f"/sys/class/net/{host_name}"):
+            raise OciError(f"{where}: no such network interface on the host")
+        rc, err = _run_tool(["ip", "link", "set", "dev", host_name, "netns", str(pid), "name", new])
+        if rc != 0:
+            raise OciError(f"{where}: cannot move it into the container as {new!r}: {err or f'ip exit {rc}'}")
+
+
+def _run_tool(argv):
+    """Run a host tool with posix_spawn (no subprocess import on the hot path); returns (status, stderr)."""
+    import shutil
+
+    path = shutil.which(argv[0]) or argv[0]
+    r, w = os.pipe()
+    try:
+        pid = os.posix_spawn(path, argv, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                             file_actions=[(os.POSIX_SPAWN_DUP2, w, 2), (os.POSIX_SPAWN_CLOSE, r)])
+    except OSError as e:
+        os.close(r)
+        os.close(w)
+        return 127, f"{argv[0]}: {e.strerror}"
+    os.close(w)
+    err = b""
+    while True:
+        chunk = os.read(r, 65536)
+        if not chunk:
+            break
+        err += chunk
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), err.decode(errors="replace").strip().replace("\n", " | ")

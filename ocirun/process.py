@@ -589,3 +589,71 @@ def close_inherited(keep, preserve_fds=0):
                 os.close(fd)
             except OSError:
                 pass
+
+
+def prepare_exec(proc, sys=S.SYS):
+    """rlimits, the environment and the executable, before the user switch (the init and exec alike): returns
+    (path, env). An executable that cannot run (missing, not executable, a bad interpreter) fails here."""
+    set_rlimits(proc.rlimits)
+    env = build_env(proc)
+    path = find_executable(proc.args[0], env, proc.cwd or "/")
+    check_interpreters(path, sys)
+    return path, env
+
+
+def become(proc, caps, lin, sfilter, sys=S.SYS, setgroups_allowed=True):
+    """The process's own settings up to and with the user switch, the same for the init and for exec (runc's
+    order): personality, LSM labels for the exec, scheduling and memory policy, noNewPrivileges (or, without
+    it, the seccomp filter now, while we still have CAP_SYS_ADMIN), the cwd while still privileged, the user
+    with its capabilities, the umask. Returns the seccomp filter still to load (at exec), or None."""
+    if lin.personality:
+        set_personality(sys, lin.personality)
+    if proc.apparmor_profile or proc.selinux_label:
+        from . import lsm
+
+        lsm.apply_exec_labels(proc)
+    apply_scheduling(proc, lin, sys)
+    if proc.no_new_privileges:
+        sys.prctl(S.PR_SET_NO_NEW_PRIVS, 1)
+    elif sfilter is not None:
+        sfilter.load()
+        sfilter = None
+    in_cwd = chdir_privileged(proc.cwd)
+    switch_user(proc.user, caps, sys, setgroups_allowed=setgroups_allowed)
+    os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
+    if not in_cwd:
+        chdir_inside(proc.cwd)
+    return sfilter
+
+
+def set_personality(sys, p):
+    """linux.personality (its domain; flags are warned about by semantics)."""
+    dom = p.get("domain")
+    val = {"LINUX": 0x0000, "LINUX32": 0x0008}.get(dom)
+    if val is None:
+        raise OciError(f"linux.personality.domain: unknown domain {dom!r}")
+    try:
+        sys.personality(val)
+    except OSError as e:
+        raise OciError(f"linux.personality: {os.strerror(e.errno)}") from None
+
+
+def stdio_pipes(plan):
+    """Three pipes for a foreground process without a terminal: ([its stdin, stdout, stderr], [our ends]),
+    its ends owned by the container's root (runc: newProcessIO with the host uid/gid of the container's root)."""
+    from . import namespaces
+
+    r0, w0 = os.pipe()
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    uid = namespaces.host_id(plan.uid_mappings, 0) if plan.new_user else 0
+    gid = namespaces.host_id(plan.gid_mappings, 0) if plan.new_user else 0
+    if uid or gid:
+        for fd in (r0, w1, w2):
+            try:
+                os.fchown(fd, uid if uid is not None else -1, gid if gid is not None else -1)
+            except OSError:
+                pass
+    for fd in (w0, r1, r2):
+        os.set_inheritable(fd, False)
+    return [r0, w1, w2], [w0, r1, r2]

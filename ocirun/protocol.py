@@ -7,6 +7,7 @@ import os
 import _socket
 
 from . import jsonio
+from .errors import OciError
 
 MAX = 1 << 20
 
@@ -160,3 +161,14 @@ def accept(fd):
         s.close()
     os.set_inheritable(cfd, False)
     return cfd
+
+
+def wait_started(chan, cid):
+    """`start`'s side after sending "start": the connection closes at exec (started), or the init reports
+    why not."""
+    while True:
+        m = chan.recv()
+        if m is None:
+            return  # the connection closed at exec: started
+        if m.get("t") == "error":
+            raise OciError(f"cannot start container {cid}: {m.get('msg')}")

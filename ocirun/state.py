@@ -285,3 +285,23 @@ def sha256(data):
         except ImportError:
             from hashlib import sha256 as h
     return h(data).digest()
+
+
+def write_pid_file(path, pid):
+    """--pid-file: written whole or not at all (a rename), as runc."""
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path))
+    try:
+        with open(tmp, "w") as f:
+            f.write(str(pid))
+        os.rename(tmp, path)
+    except OSError as e:
+        raise OciError(f"--pid-file {path}: {e.strerror}") from None
+
+
+# ------------------------------------------------------------------------------------------------- child side
+
+
+def has_no_process(st):
+    """A container created without `process` (start refuses it)."""
+    return bool(st.get("no_process")) or (st.get("config") or {}).get("process") is None

@@ -84,6 +84,24 @@ def make_controlling(slave):
         os.close(slave)
 
 
+def attach(console_size, console_fd, chan, sys=None):
+    """process.terminal, the init's and exec's: a new pty; its master goes to the engine's --console-socket, or
+    to our parent over `chan` (to proxy); the slave becomes the controlling terminal and stdio. With `sys`
+    (the init) it is bound onto /dev/console too."""
+    from . import protocol
+
+    master, slave, spath = open_pty(console_size, proxied=console_fd is None)
+    if sys is not None:
+        bind_console(sys, spath)
+    if console_fd is not None:
+        protocol.send_fd_over(console_fd, master, spath.encode())
+        os.close(console_fd)
+    else:
+        chan.send_fd(master, "pty")
+    os.close(master)
+    make_controlling(slave)
+
+
 def proxy(master, pid_alive, stdin=0, stdout=1):
     """Foreground run -t: copy stdin -> pty and pty -> stdout, raw mode on our tty, SIGWINCH forwarded."""
     import select

@@ -78,6 +78,16 @@ def v1_host(root=DEFAULT_ROOT):
     return os.path.isdir(root) and not os.path.exists(os.path.join(root, "cgroup.controllers"))
 
 
+def mount_plan_of(mgr):
+    """(version, [(name, host dir)]) of what the container's cgroup mounts bind, or None."""
+    if mgr is None:
+        return None
+    try:
+        return (mgr.version, mgr.mount_plan())
+    except Exception:
+        return None
+
+
 def available():
     """True when some cgroup hierarchy is mounted at the default root (cheap check)."""
     return os.path.isdir(DEFAULT_ROOT)

@@ -126,12 +126,13 @@ def _preflight(bundle, systemd, root):
     """create's own checks before it makes anything (the rootfs, namespaces, LSMs, rlimits, ids...): the first
     refusal's text, or None. Warnings are create's to print, not check's (they are in the findings already)."""
     from .. import log
-    from ..container import Container, Options, _Creator
+    from ..container import Container, Options
+    from ..create import Creator
 
     saved = dict(log._cfg)
     log.configure(os.devnull, "text", False)  # create's warnings: already findings of their own
     try:
-        _Creator(Container("ocirun-check", root), bundle, Options(root=root, systemd_cgroup=systemd), None).load()
+        Creator(Container("ocirun-check", root), bundle, Options(root=root, systemd_cgroup=systemd), None).load()
     except OciError as e:
         return str(e)
     finally:

@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fakesys import FakeSyscalls  # noqa: E402
 
 from ocirun import devices as D  # noqa: E402
+from ocirun import mounts as M  # noqa: E402
 from ocirun import rootfs as R  # noqa: E402
 from ocirun import syscalls as S  # noqa: E402
 from ocirun.config import Device, Mount  # noqa: E402
@@ -82,7 +83,7 @@ def env(tmp_path, monkeypatch):
     _guard_host_writes(monkeypatch, str(tmp_path))
     root = R.Root(str(rootfs), fake)
     e = SimpleNamespace(tmp=tmp_path, bundle=str(bundle), rootfs=os.path.realpath(rootfs), fake=fake, root=root,
-                        ctx=R.MountContext(str(bundle)))
+                        ctx=M.MountContext(str(bundle)))
     # what lies outside the rootfs, to prove afterwards that nothing there changed
     e.parent_before = sorted(os.listdir(tmp_path.parent))
     e.outside_before = tree(tmp_path / "outside")
@@ -107,7 +108,7 @@ def inside(e, real):
 
 def mount(e, destination, type=None, source=None, options=(), index=0, ctx=None):
     m = Mount(destination=destination, type=type, source=source, options=list(options))
-    R.mount_one(e.root, m, index, ctx or e.ctx)
+    M.mount_one(e.root, m, index, ctx or e.ctx)
 
 
 def p(e, rel):
@@ -136,30 +137,30 @@ CLEAR_FLAGS = [
 
 @pytest.mark.parametrize("opt,flag", SET_FLAGS)
 def test_option_sets_flag(opt, flag):
-    o = R.MountOpts([opt])
+    o = M.MountOpts([opt])
     assert o.flags == flag
     assert o.data == [] and o.propagation == [] and o.attr_set == 0 and o.attr_clr == 0
 
 
 @pytest.mark.parametrize("setter,clearer,flag", CLEAR_FLAGS)
 def test_option_clears_flag_and_last_one_wins(setter, clearer, flag):
-    o = R.MountOpts([setter, clearer])
+    o = M.MountOpts([setter, clearer])
     assert o.flags & flag == 0
     assert o.data == [], f"{clearer!r} is a mount flag, not filesystem data"
-    assert R.MountOpts([clearer, setter]).flags & flag == flag
-    assert R.MountOpts(["nodev", "noexec", setter, "nosuid", clearer]).flags & flag == 0
+    assert M.MountOpts([clearer, setter]).flags & flag == flag
+    assert M.MountOpts(["nodev", "noexec", setter, "nosuid", clearer]).flags & flag == 0
 
 
 def test_defaults_is_no_flag_and_no_data():
-    o = R.MountOpts(["defaults"])
+    o = M.MountOpts(["defaults"])
     assert (o.flags, o.data) == (0, [])
 
 
 def test_flags_accumulate():
-    o = R.MountOpts(["nosuid", "noexec", "nodev", "ro", "rbind"])
+    o = M.MountOpts(["nosuid", "noexec", "nodev", "ro", "rbind"])
     assert o.flags == S.MS_NOSUID | S.MS_NOEXEC | S.MS_NODEV | S.MS_RDONLY | S.MS_BIND | S.MS_REC
     assert o.is_bind
-    assert not R.MountOpts(["nosuid"]).is_bind
+    assert not M.MountOpts(["nosuid"]).is_bind
 
 
 @pytest.mark.parametrize("opt,value", [
@@ -168,13 +169,13 @@ def test_flags_accumulate():
     ("unbindable", S.MS_UNBINDABLE), ("runbindable", S.MS_UNBINDABLE | S.MS_REC),
 ])
 def test_propagation_options(opt, value):
-    o = R.MountOpts(["bind", opt])
+    o = M.MountOpts(["bind", opt])
     assert o.propagation == [value]
     assert o.flags == S.MS_BIND and o.data == []
 
 
 def test_propagation_keeps_order():
-    o = R.MountOpts(["rslave", "private", "rshared"])
+    o = M.MountOpts(["rslave", "private", "rshared"])
     assert o.propagation == [S.MS_SLAVE | S.MS_REC, S.MS_PRIVATE, S.MS_SHARED | S.MS_REC]
 
 
@@ -190,14 +191,14 @@ REC_ATIME = [("rnoatime", S.MOUNT_ATTR_NOATIME), ("rstrictatime", S.MOUNT_ATTR_S
 
 @pytest.mark.parametrize("opt,attr", REC_SET)
 def test_recursive_attr_set(opt, attr):
-    o = R.MountOpts([opt])
+    o = M.MountOpts([opt])
     assert (o.attr_set, o.attr_clr) == (attr, 0)
     assert o.flags == 0 and o.data == []
 
 
 @pytest.mark.parametrize("opt,attr", REC_CLEAR)
 def test_recursive_attr_clear(opt, attr):
-    o = R.MountOpts([opt])
+    o = M.MountOpts([opt])
     assert (o.attr_set, o.attr_clr) == (0, attr)
     assert o.flags == 0 and o.data == []
 
@@ -205,7 +206,7 @@ def test_recursive_attr_clear(opt, attr):
 @pytest.mark.parametrize("opt,attr", REC_ATIME)
 def test_recursive_atime_also_clears_the_atime_field(opt, attr):
     # mount_setattr(2): an atime value in attr_set needs all of MOUNT_ATTR__ATIME in attr_clr
-    o = R.MountOpts([opt])
+    o = M.MountOpts([opt])
     assert o.attr_set == attr
     assert o.attr_clr & S.MOUNT_ATTR__ATIME == S.MOUNT_ATTR__ATIME
     assert o.data == []
@@ -213,7 +214,7 @@ def test_recursive_atime_also_clears_the_atime_field(opt, attr):
 
 @pytest.mark.parametrize("opt", ["ratime", "rnostrictatime", "rnorelatime"])
 def test_recursive_atime_clear_options_are_known(opt):
-    o = R.MountOpts([opt])
+    o = M.MountOpts([opt])
     assert o.data == [] and o.flags == 0 and o.attr_set & S.MOUNT_ATTR__ATIME == 0
 
 
@@ -226,7 +227,7 @@ def test_recursive_atime_clear_options_are_known(opt):
 def test_recursive_atime_last_option_wins(opts, want):
     """The atime attributes are one enum: the kernel rejects two values at once (EINVAL) and `ratime` after
     `rnoatime` must undo it. The result of applying attr_clr/attr_set to any mount must be `want`."""
-    o = R.MountOpts(opts)
+    o = M.MountOpts(opts)
     assert o.attr_clr & S.MOUNT_ATTR__ATIME == S.MOUNT_ATTR__ATIME
     assert o.attr_set & S.MOUNT_ATTR__ATIME == want
 
@@ -239,7 +240,7 @@ _NON_ATIME = REC_SET + REC_CLEAR
        st.integers(0, 0xFF) | st.just(0))
 def test_recursive_attrs_model(opts, initial):
     """Applied as the kernel does -- (attrs & ~clr) | set -- the options give what the last one of each asked."""
-    o = R.MountOpts(opts)
+    o = M.MountOpts(opts)
     # the kernel's own validity rules (fs/namespace.c build_mount_kattr)
     if o.attr_clr & S.MOUNT_ATTR__ATIME:
         assert o.attr_clr & S.MOUNT_ATTR__ATIME == S.MOUNT_ATTR__ATIME
@@ -263,20 +264,20 @@ def test_recursive_attrs_model(opts, initial):
 
 @pytest.mark.parametrize("opt", ["tmpcopyup", "idmap", "ridmap"])
 def test_extensions_are_not_data(opt):
-    o = R.MountOpts([opt, "mode=755"])
+    o = M.MountOpts([opt, "mode=755"])
     assert o.extensions == {opt}
     assert o.data == ["mode=755"] and o.flags == 0
 
 
 def test_unknown_options_are_data_in_order():
-    o = R.MountOpts(["mode=755", "nosuid", "size=65536k", "newinstance", "x-foo", "uid=0", "gid=5"])
+    o = M.MountOpts(["mode=755", "nosuid", "size=65536k", "newinstance", "x-foo", "uid=0", "gid=5"])
     assert o.data == ["mode=755", "size=65536k", "newinstance", "x-foo", "uid=0", "gid=5"]
     assert o.flags == S.MS_NOSUID
 
 
 def test_none_and_empty_options():
     for opts in (None, [], ()):
-        o = R.MountOpts(opts)
+        o = M.MountOpts(opts)
         assert (o.flags, o.data, o.propagation, o.attr_set, o.attr_clr) == (0, [], [], 0, 0)
 
 
@@ -484,7 +485,7 @@ def test_sysfs_in_new_netns(env):
 def test_sysfs_the_userns_cannot_mount_is_refused(env):
     """runc's verdict: no fallback to a bind of the host's /sys (differential run: runc refuses, ocirun bound)."""
     env.fake.fail("mount", errno.EPERM, when=lambda c: c.args[2] == "sysfs")
-    ctx = R.MountContext(env.bundle, in_userns=True, new_netns=False)
+    ctx = M.MountContext(env.bundle, in_userns=True, new_netns=False)
     with pytest.raises(OciError, match=r"mounts\[0\] /sys: .*Operation not permitted.*network namespace"):
         mount(env, "/sys", type="sysfs", source="sysfs", options=["nosuid", "noexec", "nodev", "ro"], ctx=ctx)
     assert env.fake.mounts() == []
@@ -742,8 +743,8 @@ def test_hostile_any_destination_lands_inside(tmp_path_factory, comps):
     real_rootfs = os.path.realpath(rootfs)
     before = sorted(os.listdir(base.parent))
     try:
-        R.mount_one(root, Mount(destination="/" + "/".join(comps) + "/" + LEAF, type="tmpfs", source="tmpfs"), 0,
-                    R.MountContext(str(base)))
+        M.mount_one(root, Mount(destination="/" + "/".join(comps) + "/" + LEAF, type="tmpfs", source="tmpfs"), 0,
+                    M.MountContext(str(base)))
     except OciError:
         pass
     finally:
