@@ -445,13 +445,36 @@ def test_network_class_id(oci):
     assert cgroup_read(c.state()["pid"], "net_cls", "net_cls.classid")[1] == "1048577"
 
 
+def rdma_devices():
+    """The host's RDMA devices (the names rdma.max takes), e.g. ["mlx5_0", "rxe0"]."""
+    try:
+        return sorted(os.listdir("/sys/class/infiniband"))
+    except OSError:
+        return []
+
+
 def test_rdma_limit(oci):
-    """rdma represents the cgroup subsystem rdma.
+    """rdma represents the cgroup subsystem rdma (the entry key names the device; hcaHandles, hcaObjects). If
+    the runtime cannot apply a property it MUST generate an error: a limit for a device the host does not have
+    cannot be written to rdma.max (the kernel refuses it).
 
     [MUST] config-linux.md#configLinuxRDMA
     """
     host.require_controller("rdma")
-    pytest.skip("host: no RDMA device to limit")
+    # a device no host has: rdma.max refuses it (ENODEV), so the runtime must refuse the container
+    c, _ = created_with(oci, {"rdma": {"ocinosuchdev0": {"hcaHandles": 3, "hcaObjects": 100}}}, "rdma-bad",
+                           expect_ok=False)
+    assert not c.create_result.ok, f"an rdma limit for a device that does not exist was accepted:\n{c.create_result}"
+    assert c.state() is None, f"a container was left behind after the refused rdma limit: {c.state()}"
+    devices = rdma_devices()
+    if not devices:
+        return  # no device here to limit: the refusal above is all that can be required
+    dev = devices[0]
+    c, _ = created_with(oci, {"rdma": {dev: {"hcaHandles": 3, "hcaObjects": 100}}})
+    version, text = cgroup_read(c.state()["pid"], "rdma", "rdma.max", "rdma.max")
+    assert version, f"no rdma.max in the container's cgroups {cgroups_of(c.state()['pid'])}"
+    line = [ln for ln in text.splitlines() if ln.split(" ", 1)[0] == dev]
+    assert line and set(line[0].split()[1:]) == {"hca_handle=3", "hca_object=100"}, f"{version} rdma.max: {text!r}"
 
 
 def test_devices_cgroup_denies(oci):
