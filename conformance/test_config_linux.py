@@ -713,11 +713,17 @@ def test_seccomp_filter_applied(oci):
     [MUST] config-linux.md#configLinuxSeccomp
     """
     require_seccomp(oci.rt)
-    sc = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
-          "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
-    data = oci.probe(edit=lambda c: c["linux"].update(seccomp=sc))
+    # errnoRet 18 (EXDEV), not the default EPERM: the errno the process sees must be the configured one.
+    # The probe's writability check is glibc's access(3): the access syscall, or faccessat where there is none.
+    # (Not faccessat2: runc checks the program with it under the filter, just before execve.)
+    sc = {"defaultAction": "SCMP_ACT_ALLOW",
+          "syscalls": [{"names": ["access", "faccessat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 18}]}
+    data = oci.probe("--path", "/tmp", edit=lambda c: c["linux"].update(seccomp=sc))
     assert data["seccomp"] == 2, f"Seccomp mode {data['seccomp']}"
-    assert data["cwd"] is None, "getcwd was not blocked"
+    st = data["paths"]["/tmp"]
+    assert st["exists"] and st.get("readable"), f"a syscall the filter allows failed: {st}"
+    assert st.get("writable") is False and st.get("write_errno") == "EXDEV", \
+        f"access(2) under SCMP_ACT_ERRNO with errnoRet 18: want EXDEV from inside, got {st}"
 
 
 def test_seccomp_errno_on_action_without_errno_errors(oci):
