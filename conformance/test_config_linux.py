@@ -597,14 +597,28 @@ def test_masked_paths(oci):
 
     [MUST] config-linux.md#configLinuxMaskedPaths
     """
-    data = oci.probe("--path", "/proc/kcore", "--path", "/etc/hostname", "--path", "/proc/acpi",
-                     "--file", "/etc/hostname",
-                     edit=lambda c: c["linux"].update(maskedPaths=["/proc/kcore", "/etc/hostname", "/proc/acpi",
-                                                                   "/does/not/exist"]))
+    b = oci.bundle(["/probe", "--path", "/proc/kcore", "--path", "/etc/hostname", "--file", "/etc/hostname",
+                    "--path", "/masked-dir", "--path", "/masked-dir/secret", "--touch", "/masked-dir/new"],
+                   edit=lambda c: c["linux"].update(maskedPaths=["/proc/kcore", "/etc/hostname", "/proc/acpi",
+                                                                 "/masked-dir", "/does/not/exist"]))
+    # a directory of the rootfs with content: masked, it must show none of it, and take nothing new
+    os.makedirs(os.path.join(b.rootfs, "masked-dir"))
+    with open(os.path.join(b.rootfs, "masked-dir", "secret"), "w") as f:
+        f.write("not for the container\n")
+    with open(os.path.join(b.rootfs, "etc", "hostname"), "w") as f:
+        f.write("not-for-the-container\n")
+    data = oci.probe(bundle=b)
     for p in ("/proc/kcore", "/etc/hostname"):
         st = data["paths"][p]
         assert not st["exists"] or not st.get("readable") or st.get("read_len") == 0, f"{p}: {st}"
     assert not data["files"]["/etc/hostname"], "masked /etc/hostname still readable"
+    d = data["paths"]["/masked-dir"]
+    assert d["exists"] and d["type"] == "d", f"/masked-dir: {d}"
+    assert not data["paths"]["/masked-dir/secret"]["exists"], "the masked directory still shows its content"
+    # masked directories are read-only (runc: an empty tmpfs mounted MS_RDONLY)
+    assert d.get("writable") is False and d.get("write_errno") == "EROFS", f"masked /masked-dir is writable: {d}"
+    assert data["touch"]["/masked-dir/new"] == "EROFS", f"created a file in masked /masked-dir: {data['touch']}"
+    assert not os.path.exists(os.path.join(b.rootfs, "masked-dir", "new"))
 
 
 def test_masked_paths_must_be_absolute(oci):
