@@ -140,11 +140,15 @@ def test_user_namespace_mappings(oci):
     [MUST] config-linux.md#configLinuxUserNamespaceMappings
     """
     host.require_ns("user")
-    data = oci.probe("--file", "/proc/self/uid_map", "--file", "/proc/self/gid_map",
-                     edit=lambda c: with_ns(c, "user"))
-    for f in ("/proc/self/uid_map", "/proc/self/gid_map"):
-        assert data["files"][f].split() == ["0", "100000", "65536"], f"{f}: {data['files'][f]!r}"
-    assert data["uid"] == 0
+
+    def edit(c):
+        with_ns(c, "user")
+        # distinct uid and gid mappings, so that one written in place of the other is seen
+        c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    data = oci.probe("--file", "/proc/self/uid_map", "--file", "/proc/self/gid_map", edit=edit)
+    for f, host_id in (("/proc/self/uid_map", "100000"), ("/proc/self/gid_map", "200000")):
+        assert data["files"][f].split() == ["0", host_id, "65536"], f"{f}: {data['files'][f]!r}"
+    assert (data["uid"], data["gid"]) == (0, 0)
 
 
 def test_user_namespace_no_rootfs_chown(oci):

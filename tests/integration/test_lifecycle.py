@@ -402,7 +402,7 @@ def test_created_init_is_already_the_containers_user(oci, bundle, cid, wait_for,
     (its user, its capabilities, its seccomp filter), as runc's do. The started process is the container's user,
     in its bounding set."""
     def edit(cfg):
-        cfg["process"]["user"] = {"uid": 1234, "gid": 1234}
+        cfg["process"]["user"] = {"uid": 1234, "gid": 4321}
         cfg["process"]["noNewPrivileges"] = True
         cfg["process"]["capabilities"] = {k: ["CAP_KILL"] for k in ("bounding", "effective", "permitted")}
         if start_hook:
@@ -412,7 +412,7 @@ def test_created_init_is_already_the_containers_user(oci, bundle, cid, wait_for,
     try:
         pid = oci.state(c)["pid"]
         st = _status_fields(pid)
-        assert st["Uid"].split() == ["1234"] * 4 and st["Gid"].split() == ["1234"] * 4, (st["Uid"], st["Gid"])
+        assert st["Uid"].split() == ["1234"] * 4 and st["Gid"].split() == ["4321"] * 4, (st["Uid"], st["Gid"])
         assert int(st["CapEff"], 16) == 1 << 5 and st["NoNewPrivs"] == "1", (st["CapEff"], st["NoNewPrivs"])
         assert int(st["CapBnd"], 16) == 1 << 5, st["CapBnd"]
         res = oci("start", c)
@@ -420,6 +420,7 @@ def test_created_init_is_already_the_containers_user(oci, bundle, cid, wait_for,
         wait_for(lambda: _status_fields(pid).get("Name") == "sleep")
         st = _status_fields(pid)
         # (execve as a non-root user without ambient caps leaves none effective: the bounding set shows ours)
-        assert st["Uid"].split() == ["1234"] * 4 and int(st["CapBnd"], 16) == 1 << 5, (st["Uid"], st["CapBnd"])
+        assert st["Uid"].split() == ["1234"] * 4 and st["Gid"].split() == ["4321"] * 4, (st["Uid"], st["Gid"])
+        assert int(st["CapBnd"], 16) == 1 << 5, st["CapBnd"]
     finally:
         oci("delete", "--force", c)
