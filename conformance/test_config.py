@@ -251,13 +251,14 @@ def test_mount_idmap_applies_mappings(oci):
     """
     src = os.path.join(oci.workdir, f"idm-{oci.tag}")
     os.makedirs(src)
-    open(os.path.join(src, "f"), "w").close()  # owned by host uid/gid 0: containerID 0 -> hostID 1000
+    open(os.path.join(src, "f"), "w").close()  # owned by host uid/gid 0: containerID 0 -> hostID 1000 / 2000
     data = oci.probe("--dev", "/idm/f", edit=lambda c: c["mounts"].append(
         {"destination": "/idm", "type": "bind", "source": src, "options": ["bind", "idmap"],
          "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
-         "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}))
+         "gidMappings": [{"containerID": 0, "hostID": 2000, "size": 1}]}))
     st = data["devices"]["/idm/f"]
-    assert st and (st["uid"], st["gid"]) == (1000, 1000), f"file owned by 0 on disk, mapped 0->1000, seen as {st}"
+    assert st and (st["uid"], st["gid"]) == (1000, 2000), \
+        f"file owned by 0:0 on disk, mapped uid 0->1000 and gid 0->2000, seen as {st}"
 
 
 def test_mount_uid_mappings_without_gid_mappings_errors(oci):
@@ -500,8 +501,9 @@ def test_user_additional_gids(oci):
 
     [MUST] config.md#configPOSIXUser
     """
-    data = oci.probe(edit=lambda c: c["process"].update(user={"uid": 1000, "gid": 1000, "additionalGids": [29, 4242]}))
+    data = oci.probe(edit=lambda c: c["process"].update(user={"uid": 1000, "gid": 1001, "additionalGids": [29, 4242]}))
     assert {29, 4242} <= set(data["groups"]), data["groups"]
+    assert (data["uid"], data["gid"]) == (1000, 1001), (data["uid"], data["gid"])
 
 
 def test_user_umask(oci):

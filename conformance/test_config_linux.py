@@ -140,11 +140,15 @@ def test_user_namespace_mappings(oci):
     [MUST] config-linux.md#configLinuxUserNamespaceMappings
     """
     host.require_ns("user")
-    data = oci.probe("--file", "/proc/self/uid_map", "--file", "/proc/self/gid_map",
-                     edit=lambda c: with_ns(c, "user"))
-    for f in ("/proc/self/uid_map", "/proc/self/gid_map"):
-        assert data["files"][f].split() == ["0", "100000", "65536"], f"{f}: {data['files'][f]!r}"
-    assert data["uid"] == 0
+
+    def edit(c):
+        with_ns(c, "user")
+        # distinct uid and gid mappings, so that one written in place of the other is seen
+        c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    data = oci.probe("--file", "/proc/self/uid_map", "--file", "/proc/self/gid_map", edit=edit)
+    for f, host_id in (("/proc/self/uid_map", "100000"), ("/proc/self/gid_map", "200000")):
+        assert data["files"][f].split() == ["0", host_id, "65536"], f"{f}: {data['files'][f]!r}"
+    assert (data["uid"], data["gid"]) == (0, 0)
 
 
 def test_user_namespace_no_rootfs_chown(oci):
@@ -445,13 +449,36 @@ def test_network_class_id(oci):
     assert cgroup_read(c.state()["pid"], "net_cls", "net_cls.classid")[1] == "1048577"
 
 
+def rdma_devices():
+    """The host's RDMA devices (the names rdma.max takes), e.g. ["mlx5_0", "rxe0"]."""
+    try:
+        return sorted(os.listdir("/sys/class/infiniband"))
+    except OSError:
+        return []
+
+
 def test_rdma_limit(oci):
-    """rdma represents the cgroup subsystem rdma.
+    """rdma represents the cgroup subsystem rdma (the entry key names the device; hcaHandles, hcaObjects). If
+    the runtime cannot apply a property it MUST generate an error: a limit for a device the host does not have
+    cannot be written to rdma.max (the kernel refuses it).
 
     [MUST] config-linux.md#configLinuxRDMA
     """
     host.require_controller("rdma")
-    pytest.skip("host: no RDMA device to limit")
+    # a device no host has: rdma.max refuses it (ENODEV), so the runtime must refuse the container
+    c, _ = created_with(oci, {"rdma": {"ocinosuchdev0": {"hcaHandles": 3, "hcaObjects": 100}}}, "rdma-bad",
+                           expect_ok=False)
+    assert not c.create_result.ok, f"an rdma limit for a device that does not exist was accepted:\n{c.create_result}"
+    assert c.state() is None, f"a container was left behind after the refused rdma limit: {c.state()}"
+    devices = rdma_devices()
+    if not devices:
+        return  # no device here to limit: the refusal above is all that can be required
+    dev = devices[0]
+    c, _ = created_with(oci, {"rdma": {dev: {"hcaHandles": 3, "hcaObjects": 100}}})
+    version, text = cgroup_read(c.state()["pid"], "rdma", "rdma.max", "rdma.max")
+    assert version, f"no rdma.max in the container's cgroups {cgroups_of(c.state()['pid'])}"
+    line = [ln for ln in text.splitlines() if ln.split(" ", 1)[0] == dev]
+    assert line and set(line[0].split()[1:]) == {"hca_handle=3", "hca_object=100"}, f"{version} rdma.max: {text!r}"
 
 
 def test_devices_cgroup_denies(oci):
@@ -574,14 +601,28 @@ def test_masked_paths(oci):
 
     [MUST] config-linux.md#configLinuxMaskedPaths
     """
-    data = oci.probe("--path", "/proc/kcore", "--path", "/etc/hostname", "--path", "/proc/acpi",
-                     "--file", "/etc/hostname",
-                     edit=lambda c: c["linux"].update(maskedPaths=["/proc/kcore", "/etc/hostname", "/proc/acpi",
-                                                                   "/does/not/exist"]))
+    b = oci.bundle(["/probe", "--path", "/proc/kcore", "--path", "/etc/hostname", "--file", "/etc/hostname",
+                    "--path", "/masked-dir", "--path", "/masked-dir/secret", "--touch", "/masked-dir/new"],
+                   edit=lambda c: c["linux"].update(maskedPaths=["/proc/kcore", "/etc/hostname", "/proc/acpi",
+                                                                 "/masked-dir", "/does/not/exist"]))
+    # a directory of the rootfs with content: masked, it must show none of it, and take nothing new
+    os.makedirs(os.path.join(b.rootfs, "masked-dir"))
+    with open(os.path.join(b.rootfs, "masked-dir", "secret"), "w") as f:
+        f.write("not for the container\n")
+    with open(os.path.join(b.rootfs, "etc", "hostname"), "w") as f:
+        f.write("not-for-the-container\n")
+    data = oci.probe(bundle=b)
     for p in ("/proc/kcore", "/etc/hostname"):
         st = data["paths"][p]
         assert not st["exists"] or not st.get("readable") or st.get("read_len") == 0, f"{p}: {st}"
     assert not data["files"]["/etc/hostname"], "masked /etc/hostname still readable"
+    d = data["paths"]["/masked-dir"]
+    assert d["exists"] and d["type"] == "d", f"/masked-dir: {d}"
+    assert not data["paths"]["/masked-dir/secret"]["exists"], "the masked directory still shows its content"
+    # masked directories are read-only (runc: an empty tmpfs mounted MS_RDONLY)
+    assert d.get("writable") is False and d.get("write_errno") == "EROFS", f"masked /masked-dir is writable: {d}"
+    assert data["touch"]["/masked-dir/new"] == "EROFS", f"created a file in masked /masked-dir: {data['touch']}"
+    assert not os.path.exists(os.path.join(b.rootfs, "masked-dir", "new"))
 
 
 def test_masked_paths_must_be_absolute(oci):
@@ -690,11 +731,17 @@ def test_seccomp_filter_applied(oci):
     [MUST] config-linux.md#configLinuxSeccomp
     """
     require_seccomp(oci.rt)
-    sc = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
-          "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
-    data = oci.probe(edit=lambda c: c["linux"].update(seccomp=sc))
+    # errnoRet 18 (EXDEV), not the default EPERM: the errno the process sees must be the configured one.
+    # The probe's writability check is glibc's access(3): the access syscall, or faccessat where there is none.
+    # (Not faccessat2: runc checks the program with it under the filter, just before execve.)
+    sc = {"defaultAction": "SCMP_ACT_ALLOW",
+          "syscalls": [{"names": ["access", "faccessat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 18}]}
+    data = oci.probe("--path", "/tmp", edit=lambda c: c["linux"].update(seccomp=sc))
     assert data["seccomp"] == 2, f"Seccomp mode {data['seccomp']}"
-    assert data["cwd"] is None, "getcwd was not blocked"
+    st = data["paths"]["/tmp"]
+    assert st["exists"] and st.get("readable"), f"a syscall the filter allows failed: {st}"
+    assert st.get("writable") is False and st.get("write_errno") == "EXDEV", \
+        f"access(2) under SCMP_ACT_ERRNO with errnoRet 18: want EXDEV from inside, got {st}"
 
 
 def test_seccomp_errno_on_action_without_errno_errors(oci):

@@ -32,6 +32,25 @@ def check_state_shape(st, cid, bundle):
             isinstance(k, str) and isinstance(v, str) for k, v in st["annotations"].items()), st
 
 
+def cgroup_dirs(cgpath):
+    """The directories cgroupsPath `cgpath` names in every mounted hierarchy (v1 controllers, v2) that exist."""
+    roots = set(host.cgroup_v1_controllers().values())
+    if host.cgroup_v2_mount():
+        roots.add(host.cgroup_v2_mount())
+    return sorted(p for p in (os.path.join(r, cgpath.lstrip("/")) for r in roots) if os.path.isdir(p))
+
+
+def with_cgroup(oci, suffix, edit=None):
+    """(cgroupsPath, edit): the container's cgroups at a path this test names, so that it can look for them."""
+    cgpath = f"/{CGROUP_PREFIX}-{oci.tag}-{suffix}"
+
+    def ed(cfg):
+        cfg["linux"]["cgroupsPath"] = cgpath
+        if edit:
+            edit(cfg)
+    return cgpath, ed
+
+
 def proc_alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -197,12 +216,16 @@ def test_create_hook_failure_generates_error_and_stops_container(oci, failing):
     def edit(cfg):
         cfg["hooks"] = {failing: [{"path": "/bin/sh", "args": ["sh", "-c", "exit 7"]}]}
 
+    cgpath, edit = with_cgroup(oci, "hookfail", edit)
     b = oci.bundle(["/probe", "--touch", "/ran"], edit)
     c = oci.create(b, expect_ok=False)
     assert not c.create_result.ok, f"create succeeded though a {failing} hook failed:\n{c.create_result}"
     st = c.state()
     assert st is None or st["status"] == "stopped", f"container not stopped after {failing} hook failure: {st}"
     assert not os.path.exists(os.path.join(b.rootfs, "ran")), "user program ran"
+    # step 12, destroy: what create made is undone, its cgroups included
+    left = cgroup_dirs(cgpath)
+    assert not left, f"cgroups left after the {failing} hook failed: {left}"
 
 
 @pytest.mark.parametrize("failing", ["prestart", "createRuntime", "createContainer"])
@@ -212,7 +235,8 @@ def test_create_hook_failure_continues_at_destroy_and_poststop(oci, failing):
 
     [MUST] runtime.md#runtimeLifecycle
     """
-    b = oci.bundle(["/probe"])
+    cgpath, edit = with_cgroup(oci, "hookfail")
+    b = oci.bundle(["/probe"], edit)
     marker = os.path.join(b.path, "poststop-ran")
     b.config["hooks"] = {failing: [{"path": "/bin/sh", "args": ["sh", "-c", "exit 7"]}],
                          "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", f"touch {marker}"]}]}
@@ -220,6 +244,8 @@ def test_create_hook_failure_continues_at_destroy_and_poststop(oci, failing):
     c = oci.create(b, expect_ok=False)
     assert not c.create_result.ok
     assert os.path.exists(marker), "lifecycle did not continue at step 12/13: poststop hooks were not run"
+    left = cgroup_dirs(cgpath)
+    assert not left, f"cgroups left after the {failing} hook failed: {left}"
 
 
 def test_start_container_hook_failure_generates_error(oci):
@@ -228,14 +254,17 @@ def test_start_container_hook_failure_generates_error(oci):
 
     [MUST] runtime.md#runtimeLifecycle
     """
-    c = oci.create(args=["/probe", "--touch", "/ran"],
-                   edit=lambda c: c.update(hooks={"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]}))
+    cgpath, edit = with_cgroup(oci, "hookfail", lambda c: c.update(
+        hooks={"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]}))
+    c = oci.create(args=["/probe", "--touch", "/ran"], edit=edit)
+    assert cgroup_dirs(cgpath), f"the created container has no cgroup at {cgpath}"
     r = oci.rt.start(c.id)
     assert not r.ok, f"start succeeded though the startContainer hook failed:\n{r}"
     time.sleep(0.3)
     assert not os.path.exists(os.path.join(c.bundle.rootfs, "ran")), "user program ran"
     st = c.state()
     assert st is None or st["status"] == "stopped", f"container not stopped: {st}"
+    check_destroyed(oci, c, cgpath, "the startContainer hook failed")
 
 
 def test_poststart_hook_failure_generates_error_and_stops(oci):
@@ -244,8 +273,10 @@ def test_poststart_hook_failure_generates_error_and_stops(oci):
 
     [MUST] runtime.md#runtimeLifecycle
     """
-    c = oci.create(args=sleeper(), edit=lambda c: c.update(
+    cgpath, edit = with_cgroup(oci, "hookfail", lambda c: c.update(
         hooks={"poststart": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 4"]}]}))
+    c = oci.create(args=sleeper(), edit=edit)
+    assert cgroup_dirs(cgpath), f"the created container has no cgroup at {cgpath}"
     r = oci.rt.start(c.id)
     assert not r.ok, f"start succeeded though the poststart hook failed:\n{r}"
     deadline = time.monotonic() + 5
@@ -255,6 +286,25 @@ def test_poststart_hook_failure_generates_error_and_stops(oci):
             break
         assert time.monotonic() < deadline, f"container not stopped after poststart failure: {st}"
         time.sleep(0.05)
+    check_destroyed(oci, c, cgpath, "the poststart hook failed")
+
+
+def check_destroyed(oci, c, cgpath, why):
+    """After a failed start: step 12 (destroy) undoes what create made. A runtime that keeps the stopped
+    container's record until `delete` (runc does) may keep its cgroups until then; either way, no process may
+    be left in them, and once the container is gone (by itself or by `delete`) its cgroups are gone too."""
+    for d in cgroup_dirs(cgpath):
+        try:
+            with open(os.path.join(d, "cgroup.procs")) as f:
+                procs = f.read().split()
+        except FileNotFoundError:
+            continue
+        assert not procs, f"processes {procs} still in {d} after {why}"
+    if c.state() is not None:
+        r = oci.rt.delete(c.id)
+        assert r.ok, f"delete of the stopped container failed:\n{r}"
+    left = cgroup_dirs(cgpath)
+    assert not left, f"cgroups left after {why}: {left}"
 
 
 def test_poststop_hook_failure_is_only_a_warning(oci):

@@ -73,13 +73,13 @@ def test_own_namespaces(view):
 
 def test_user_groups(view):
     def edit(cfg):
-        cfg["process"]["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [29, 1001]}
+        cfg["process"]["user"] = {"uid": 1000, "gid": 1002, "additionalGids": [29, 1001]}
     res = view("id -u; id -g; grep -E '^(Uid|Gid|Groups):' /proc/self/status", edit=edit)
     lines = res.stdout.splitlines()
-    assert lines[:2] == ["1000", "1000"]
+    assert lines[:2] == ["1000", "1002"]
     st = status_fields("\n".join(lines[2:]))
     assert st["Uid"].split() == ["1000"] * 4
-    assert st["Gid"].split() == ["1000"] * 4
+    assert st["Gid"].split() == ["1002"] * 4
     assert sorted(map(int, st["Groups"].split())) == [29, 1001]
 
 
@@ -366,17 +366,18 @@ def test_tmpfs_mount_with_size(view):
 
 # ------------------------------------------------------------------------------------------ namespaces
 UIDMAP = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+GIDMAP = [{"containerID": 0, "hostID": 200000, "size": 65536}]  # not the uid map: a swap of the two is seen
 
 
 def test_user_namespace(oci, bundle, cid):
     b = bundle(["sh", "-c", "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; "
-                "touch /shared/by-root; touch /shared/by-1000 && chown 1000:1000 /shared/by-1000; echo done"])
+                "touch /shared/by-root; touch /shared/by-1000 && chown 1000:1002 /shared/by-1000; echo done"])
     shared = _host_dir(b, "shared", mode=0o777)
     os.makedirs(os.path.join(b, "rootfs", "shared"))  # the mapped root may not create it in a host-owned rootfs
     cfg = bundle.config(b)
     cfg["linux"]["namespaces"].append({"type": "user"})
     cfg["linux"]["uidMappings"] = UIDMAP
-    cfg["linux"]["gidMappings"] = UIDMAP
+    cfg["linux"]["gidMappings"] = GIDMAP
     cfg["linux"].pop("resources", None)
     cfg["process"]["capabilities"] = {k: ["CAP_CHOWN", "CAP_KILL"] for k in ("bounding", "effective", "permitted")}
     cfg["mounts"].append({"destination": "/shared", "type": "bind", "source": shared, "options": ["rbind"]})
@@ -386,12 +387,12 @@ def test_user_namespace(oci, bundle, cid):
     lines = res.stdout.splitlines()
     assert lines[:2] == ["0", "0"]
     assert lines[2].split() == ["0", "100000", "65536"]
-    assert lines[3].split() == ["0", "100000", "65536"]
+    assert lines[3].split() == ["0", "200000", "65536"]
     assert lines[-1] == "done"
     st = os.stat(os.path.join(shared, "by-root"))
-    assert (st.st_uid, st.st_gid) == (100000, 100000)
+    assert (st.st_uid, st.st_gid) == (100000, 200000)
     st = os.stat(os.path.join(shared, "by-1000"))
-    assert (st.st_uid, st.st_gid) == (101000, 101000)
+    assert (st.st_uid, st.st_gid) == (101000, 201002)
 
 
 @pytest.fixture

@@ -207,9 +207,9 @@ def test_kill_term_trapped(docker):
 
 
 def test_user(docker):
-    res = docker.run("--rm", "-u", "1000:1000", docker.image, "sh", "-c", "id -u; id -g")
+    res = docker.run("--rm", "-u", "1000:1002", docker.image, "sh", "-c", "id -u; id -g")
     assert res.returncode == 0, _out(res, docker)
-    assert res.stdout.split() == ["1000", "1000"], _out(res, docker)
+    assert res.stdout.split() == ["1000", "1002"], _out(res, docker)
 
 
 def test_tty(docker):

@@ -16,6 +16,8 @@ pytestmark = [pytest.mark.root,
 
 # sh as pid 1 of a pid namespace ignores signals it does not handle: trap TERM so that `kill TERM` ends it.
 TRAP_TERM = ["sh", "-c", "trap 'echo got-term; exit 0' TERM; echo ready-$$; while :; do sleep 0.05; done"]
+# TERM is reported and survived: only KILL ends it (so a KILL sent as TERM is seen).
+SURVIVE_TERM = ["sh", "-c", "trap 'echo got-term' TERM; echo ready-$$; while :; do sleep 0.05; done"]
 
 
 def _alive(pid):
@@ -36,8 +38,12 @@ def _create(oci, b, cid, *flags, out=None):
 # ------------------------------------------------------------------------------------------ the full cycle
 @pytest.mark.parametrize("sig", ["TERM", "SIGTERM", "15", "KILL", "9"])
 def test_create_start_kill_delete(oci, bundle, cid, tmp_path, wait_for, sig):
+    """The whole cycle, ended by `kill SIG`. The container tells the signals apart: for TERM it traps TERM,
+    says so and exits; for KILL it traps TERM without exiting, so only a real SIGKILL stops it (and it never
+    saw a TERM)."""
+    is_term = sig in ("TERM", "SIGTERM", "15")
     annotations = {"org.ocirun.test": "lifecycle", "com.example.n": "1"}
-    b = bundle(TRAP_TERM, annotations=annotations)
+    b = bundle(TRAP_TERM if is_term else SURVIVE_TERM, annotations=annotations)
     c = cid()
     pidfile = tmp_path / "init.pid"
     out = tmp_path / "ctr.out"
@@ -70,8 +76,10 @@ def test_create_start_kill_delete(oci, bundle, cid, tmp_path, wait_for, sig):
     assert st is not None and st["status"] == "stopped", st
     assert st["pid"] == 0  # as runc reports a stopped container
     assert not _alive(pid)
-    if sig in ("TERM", "SIGTERM", "15"):
+    if is_term:
         assert "got-term" in out.read_text()
+    else:
+        assert "got-term" not in out.read_text(), f"kill {sig} delivered a TERM: {out.read_text()!r}"
 
     res = oci("delete", c)
     assert res.returncode == 0, str(res)
@@ -402,7 +410,7 @@ def test_created_init_is_already_the_containers_user(oci, bundle, cid, wait_for,
     (its user, its capabilities, its seccomp filter), as runc's do. The started process is the container's user,
     in its bounding set."""
     def edit(cfg):
-        cfg["process"]["user"] = {"uid": 1234, "gid": 1234}
+        cfg["process"]["user"] = {"uid": 1234, "gid": 4321}
         cfg["process"]["noNewPrivileges"] = True
         cfg["process"]["capabilities"] = {k: ["CAP_KILL"] for k in ("bounding", "effective", "permitted")}
         if start_hook:
@@ -412,7 +420,7 @@ def test_created_init_is_already_the_containers_user(oci, bundle, cid, wait_for,
     try:
         pid = oci.state(c)["pid"]
         st = _status_fields(pid)
-        assert st["Uid"].split() == ["1234"] * 4 and st["Gid"].split() == ["1234"] * 4, (st["Uid"], st["Gid"])
+        assert st["Uid"].split() == ["1234"] * 4 and st["Gid"].split() == ["4321"] * 4, (st["Uid"], st["Gid"])
         assert int(st["CapEff"], 16) == 1 << 5 and st["NoNewPrivs"] == "1", (st["CapEff"], st["NoNewPrivs"])
         assert int(st["CapBnd"], 16) == 1 << 5, st["CapBnd"]
         res = oci("start", c)
@@ -420,6 +428,7 @@ def test_created_init_is_already_the_containers_user(oci, bundle, cid, wait_for,
         wait_for(lambda: _status_fields(pid).get("Name") == "sleep")
         st = _status_fields(pid)
         # (execve as a non-root user without ambient caps leaves none effective: the bounding set shows ours)
-        assert st["Uid"].split() == ["1234"] * 4 and int(st["CapBnd"], 16) == 1 << 5, (st["Uid"], st["CapBnd"])
+        assert st["Uid"].split() == ["1234"] * 4 and st["Gid"].split() == ["4321"] * 4, (st["Uid"], st["Gid"])
+        assert int(st["CapBnd"], 16) == 1 << 5, st["CapBnd"]
     finally:
         oci("delete", "--force", c)

@@ -124,9 +124,9 @@ def _is_zombie_or_other(pid):
 
 
 def test_user(podman):
-    res = podman.run("--rm", "-u", "1000:1000", podman.image, "sh", "-c", "id -u; id -g")
+    res = podman.run("--rm", "-u", "1000:1002", podman.image, "sh", "-c", "id -u; id -g")
     assert res.returncode == 0, _out(res)
-    assert res.stdout.split() == ["1000", "1000"], _out(res)
+    assert res.stdout.split() == ["1000", "1002"], _out(res)
 
 
 def test_read_only_rootfs(podman):

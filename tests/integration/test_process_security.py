@@ -175,12 +175,12 @@ def test_user_namespace_with_additional_gids(sh):
         cfg["linux"]["uidMappings"] = UIDMAP
         cfg["linux"]["gidMappings"] = UIDMAP
         cfg["linux"].pop("resources", None)
-        cfg["process"]["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [29, 1001]}
+        cfg["process"]["user"] = {"uid": 1000, "gid": 1002, "additionalGids": [29, 1001]}
     res, _ = sh("cat /proc/self/setgroups; grep -E '^(Uid|Gid|Groups):' /proc/self/status", edit=edit)
     lines = res.stdout.splitlines()
     assert lines[0] == "allow", str(res)
     st = status_fields("\n".join(lines[1:]))
-    assert st["Uid"].split() == ["1000"] * 4 and st["Gid"].split() == ["1000"] * 4, str(res)
+    assert st["Uid"].split() == ["1000"] * 4 and st["Gid"].split() == ["1002"] * 4, str(res)
     assert sorted(map(int, st["Groups"].split())) == [29, 1001], str(res)
 
 
@@ -215,9 +215,9 @@ def test_joined_user_namespace_with_setgroups_deny_runs(sh, deny_userns):
     """Joining a fully mapped user ns whose setgroups is "deny": no additionalGids asked, so it must run as the
     configured (mapped) user."""
     res, _ = sh("cat /proc/self/setgroups; id -u; id -g", rc=None,
-                edit=_join_userns_edit(deny_userns, {"uid": 1000, "gid": 1000}))
+                edit=_join_userns_edit(deny_userns, {"uid": 1000, "gid": 1002}))
     assert res.returncode == 0, str(res)
-    assert res.stdout.split() == ["deny", "1000", "1000"], str(res)
+    assert res.stdout.split() == ["deny", "1000", "1002"], str(res)
 
 
 def test_joined_user_namespace_with_setgroups_deny_refuses_additional_gids(sh, deny_userns):
@@ -239,8 +239,8 @@ def test_username_not_in_container_passwd_fails(sh):
 
 
 def test_username_in_container_passwd_runs(sh):
-    res, _ = sh("id -u; id -g", edit=set_process(user={"uid": 1000, "gid": 1000, "username": "user"}))
-    assert res.stdout.split() == ["1000", "1000"]
+    res, _ = sh("id -u; id -g", edit=set_process(user={"uid": 1000, "gid": 1002, "username": "user"}))
+    assert res.stdout.split() == ["1000", "1002"]
 
 
 # ================================================================================================ capabilities
@@ -283,10 +283,12 @@ def test_capabilities_exec_non_root_process_file_like_runc(oci, runc, running, t
     """`exec --process` as uid 1000: all five sets exactly as asked (ambient carries permitted/effective across
     the execve of a non-root process); runc exec of the same process.json agrees."""
     c = running()
-    pf = process_file(tmp_path, base_process(args=["cat", "/proc/self/status"], user={"uid": 1000, "gid": 1000},
+    pf = process_file(tmp_path, base_process(args=["cat", "/proc/self/status"], user={"uid": 1000, "gid": 1002},
                                              capabilities=NONROOT_CAPS))
     res = oci("exec", "--process", pf, c)
     assert res.returncode == 0, str(res)
+    st = status_fields(res.stdout)
+    assert st["Uid"].split() == ["1000"] * 4 and st["Gid"].split() == ["1002"] * 4, (st["Uid"], st["Gid"])
     got = caps_of(res.stdout)
     want = {"CapBnd": mask(NONROOT_CAPS["bounding"]), "CapInh": mask(NONROOT_CAPS["inheritable"]),
             "CapAmb": mask(NONROOT_CAPS["ambient"]), "CapPrm": mask(NONROOT_CAPS["permitted"]),
@@ -302,13 +304,15 @@ def test_capabilities_exec_non_root_process_file_like_runc(oci, runc, running, t
 
 
 def test_capabilities_exec_cap_flag(oci, runc, running):
-    """`exec --cap X --user 1000:1000` with inheritable caps in the container's process: X goes to bounding,
+    """`exec --cap X --user 1000:1002` with inheritable caps in the container's process: X goes to bounding,
     effective and permitted, to ambient (the process has an inheritable set) but never to inheritable, as runc
     (1.1 and main: exec.go) does; ambient X then cannot be raised, so the non-root process keeps only its
     ambient set across execve, X stays in its bounding set. runc exec of the same container agrees."""
     c = running(edit=set_process(capabilities=NONROOT_CAPS))
-    res = oci("exec", "--cap", "CAP_SYS_CHROOT", "--user", "1000:1000", c, "cat", "/proc/self/status")
+    res = oci("exec", "--cap", "CAP_SYS_CHROOT", "--user", "1000:1002", c, "cat", "/proc/self/status")
     assert res.returncode == 0, str(res)
+    st = status_fields(res.stdout)
+    assert st["Uid"].split() == ["1000"] * 4 and st["Gid"].split() == ["1002"] * 4, (st["Uid"], st["Gid"])
     got = caps_of(res.stdout)
     x = 1 << CAP["CAP_SYS_CHROOT"]
     amb = mask(NONROOT_CAPS["ambient"])
@@ -317,7 +321,7 @@ def test_capabilities_exec_cap_flag(oci, runc, running):
     assert got == want, hexcaps(got)
     assert runc("run", "-d", "--bundle", running.bundle, "rc-exec-cap").returncode == 0
     try:
-        ref = runc("exec", "--cap", "CAP_SYS_CHROOT", "--user", "1000:1000", "rc-exec-cap", "cat", "/proc/self/status")
+        ref = runc("exec", "--cap", "CAP_SYS_CHROOT", "--user", "1000:1002", "rc-exec-cap", "cat", "/proc/self/status")
         assert ref.returncode == 0, str(ref)
         assert caps_of(ref.stdout) == got, (hexcaps(caps_of(ref.stdout)), hexcaps(got))
     finally:
@@ -453,11 +457,18 @@ def stat_fields(text):
 
 @pytest.mark.parametrize("sched,policy,nice,rtprio", [
     ({"policy": "SCHED_BATCH", "nice": 7}, 3, 7, 0),
-    ({"policy": "SCHED_IDLE"}, 5, 0, 0),
-    ({"policy": "SCHED_FIFO", "priority": 10}, 1, 0, 10),
-    ({"policy": "SCHED_RR", "priority": 3}, 2, 0, 3),
+    ({"policy": "SCHED_IDLE"}, 5, None, 0),
+    ({"policy": "SCHED_FIFO", "priority": 10}, 1, None, 10),
+    ({"policy": "SCHED_RR", "priority": 3}, 2, None, 3),
 ])
 def test_scheduler(oci, bundle, cid, sched, policy, nice, rtprio):
+    """The policy, nice value and RT priority the process runs with. nice None: the config sets none, or the
+    policy has none (SCHED_IDLE and the RT policies: sched_setattr ignores sched_nice there), so the process
+    keeps the nice value it inherited from whoever ran the runtime (here: this test, whatever `nice` the
+    suite runs under), as under runc."""
+    if nice is None:
+        nice = os.getpriority(os.PRIO_PROCESS, 0)
+
     def edit(cfg):
         cfg["process"]["scheduler"] = sched
         if rtprio and os.path.exists("/sys/fs/cgroup/cpu/cpu.rt_runtime_us"):

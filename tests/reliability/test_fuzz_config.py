@@ -312,6 +312,15 @@ def oci_ran(res):
     return res.returncode == 3 and not res.stderr.strip()
 
 
+def check_outcomes(what, outcomes, min_ran, min_refused):
+    """The examples are fixed (derandomize): all of them were run, and both outcomes are well represented, so
+    that neither path went untested (a runtime that refuses everything cleanly, or accepts what it should
+    refuse, fails here). Bounds: about half of what the examples gave when written (see each test)."""
+    assert outcomes["ran"] + outcomes["refused"] == SETTINGS["max_examples"], f"{what}: {outcomes}"
+    assert outcomes["ran"] >= min_ran, f"{what}: only {outcomes['ran']} of the examples ran: {outcomes}"
+    assert outcomes["refused"] >= min_refused, f"{what}: only {outcomes['refused']} were refused: {outcomes}"
+
+
 @pytest.fixture
 def fuzz_bundle(bundle):
     return bundle(["true"], name="fuzz")
@@ -329,6 +338,7 @@ def test_fuzz_schema_shaped_configs(oci, fuzz_bundle, cid):
         outcomes["ran" if res.returncode == 0 or oci_ran(res) else "refused"] += 1
     check()
     print(f"\n[fuzz] schema-shaped: {outcomes}")
+    check_outcomes("schema-shaped", outcomes, min_ran=8, min_refused=20)  # written with 17 ran, 43 refused
 
 
 @pytest.mark.slow
@@ -349,3 +359,4 @@ def test_fuzz_mutated_real_configs(oci, fuzz_bundle, cid):
             reasons[(res.stderr.splitlines() or ["?"])[0][:70]] += 1
     check()
     print(f"\n[fuzz] mutated real configs: {outcomes}; most common refusals: {reasons.most_common(8)}")
+    check_outcomes("mutated real configs", outcomes, min_ran=10, min_refused=20)  # written with 20 ran, 40 refused

@@ -3,13 +3,16 @@ CVE-2019-16884 pattern), hard links and special files planted where ocirun creat
 
 Each test records the host targets (content, mtime, directory listing, whether something is mounted on them)
 before the run and checks them after: the host must be untouched. The container may run (with the link
-resolved inside the rootfs, as runc does) or fail with `ocirun: ` lines; never a traceback or a hang.
+resolved inside the rootfs, as runc does) or fail with `ocirun: ` lines; never a traceback or a hang. Where
+runc's verdict is known (symlinked mount destinations, masked and read-only paths), the test requires that one
+and checks from inside the container that the link was resolved in the rootfs (what its mount namespace has).
 """
 import os
 import stat
 
 import pytest
 
+from hostmounts import unescape
 from relhelp import mount_points, no_traceback, one_line_error
 
 
@@ -72,23 +75,71 @@ def _link(rootfs, inside, target):
 
 
 # ------------------------------------------------------------------------------------------ symlinks to the host
-@pytest.mark.parametrize("where", ["/proc", "/dev", "/sys", "/dev/shm", "/dev/mqueue", "/sys/fs/cgroup"])
-def test_mount_destination_symlink_to_host(oci, bundle, cid, host_dir, where):
-    """rootfs<where> -> a host directory (absolute link): the mount must land inside the rootfs."""
+def container_mounts(mountinfo_text):
+    """{mount point: fstype} from the container's own /proc/self/mountinfo (mount points as it sees them)."""
+    out = {}
+    for line in mountinfo_text.splitlines():
+        a = line.split()
+        if len(a) < 10 or "-" not in a:
+            continue
+        out[unescape(a[4])] = a[a.index("-") + 1]
+    return out
+
+
+CGROUP_FS = "cgroup2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "tmpfs"  # v1/hybrid: a tmpfs
+# case -> (where the link is planted, the mount destination that reaches it, the filesystem then mounted at the
+#          link's target (+ the rest of the destination), or None: refused; the config mount whose filesystem would
+#          cover the planted link, dropped so that the link is reached)
+CASES = {
+    "/proc": ("/proc", "/proc", None, None),  # proc and sysfs only on an ordinary directory (runc: CVE-2019-19921)
+    "/sys": ("/sys", "/sys", None, None),
+    "/dev": ("/dev", "/dev", "tmpfs", None),
+    "/dev/shm": ("/dev/shm", "/dev/shm", "tmpfs", "/dev"),
+    "/dev/mqueue": ("/dev/mqueue", "/dev/mqueue", "mqueue", "/dev"),
+    "/sys/fs/cgroup": ("/sys/fs/cgroup", "/sys/fs/cgroup", CGROUP_FS, "/sys"),
+    "/run/inner": ("/run", "/run/inner", "tmpfs", None),  # the link is a parent of the destination
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_mount_destination_symlink_to_host(oci, bundle, cid, host_dir, case):
+    """rootfs<where> -> a host directory (absolute link) on the way to a mount destination: the link is resolved
+    inside the rootfs (as runc does), so the mount lands at rootfs/<host dir>: the container runs and, inside
+    its own mount namespace, the link's target is a mount of that filesystem; the host directory is untouched.
+    (A mount that followed the link to the host directory would land outside the rootfs, and be missing inside.)
+    proc and sysfs are refused on a symlink, as runc refuses them."""
+    where, dest, fstype, cover = CASES[case]
     target = HostTarget(os.path.join(host_dir, "t"))
-    b = bundle(["true"], edit=lambda cfg: cfg["root"].__setitem__("readonly", False))
+
+    def edit(cfg):
+        cfg["root"]["readonly"] = False
+        if cover:
+            cfg["mounts"] = [m for m in cfg["mounts"] if m["destination"] != cover]
+        if not any(m["destination"] == dest for m in cfg["mounts"]):
+            cfg["mounts"].append({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": ["size=64k"]})
+    b = bundle(["cat", "/proc/self/mountinfo"], edit=edit)
     rootfs = bundle.rootfs(b)
-    # (a link planted at rootfs/dev/shm is covered by the /dev tmpfs first; it still must not reach the host)
     _link(rootfs, where, target.path)
     res = _run(oci, b, cid())
-    if res.returncode != 0:
-        one_line_error(res)
+    if fstype is None:
+        lines = one_line_error(res)
+        assert any(f"{dest}: filesystem" in ln and "must be mounted on ordinary directory" in ln for ln in lines), \
+            str(res)
+        target.assert_untouched()
+        return
+    assert res.returncode == 0, f"the container did not run (runc runs it, the link resolved in the rootfs): {res}"
+    inside = target.path + dest[len(where):]
+    seen = container_mounts(res.stdout)
+    assert seen.get(inside) == fstype, f"{where} -> {target.path}: no {fstype} mount at {inside} inside: {seen}"
+    assert os.path.isdir(os.path.join(rootfs, inside.lstrip("/"))), "the link's target was not made in the rootfs"
     target.assert_untouched()
 
 
 @pytest.mark.parametrize("kind", ["masked", "readonly"])
 def test_masked_and_readonly_paths_symlink_to_host(oci, bundle, cid, host_dir, kind):
-    """maskedPaths / readonlyPaths entries that are symlinks to host files and directories."""
+    """maskedPaths / readonlyPaths entries that are symlinks to host files and directories: resolved in the
+    container (as runc does, after pivot_root), they reach the link targets' counterparts inside the rootfs
+    (planted there with other content), which get masked / made read-only; the host's never show, nor change."""
     tfile = HostTarget(os.path.join(host_dir, "secret"), kind="file", content="host secret\n")
     tdir = HostTarget(os.path.join(host_dir, "d"))
 
@@ -96,15 +147,35 @@ def test_masked_and_readonly_paths_symlink_to_host(oci, bundle, cid, host_dir, k
         cfg["root"]["readonly"] = False
         key = "maskedPaths" if kind == "masked" else "readonlyPaths"
         cfg["linux"][key] = cfg["linux"].get(key, []) + ["/etc/evil-file", "/etc/evil-dir", "/proc/evil"]
-    b = bundle(["sh", "-c", "cat /etc/evil-file; ls /etc/evil-dir; echo ok"], edit=edit)
+    b = bundle(["sh", "-c", "echo file:; cat /etc/evil-file; echo dir:; ls /etc/evil-dir; "
+                            "echo x >> /etc/evil-file && echo file-written; "
+                            "touch /etc/evil-dir/new && echo dir-written; echo ok"], edit=edit)
     rootfs = bundle.rootfs(b)
     _link(rootfs, "/etc/evil-file", tfile.path)
     _link(rootfs, "/etc/evil-dir", tdir.path)
+    # the targets' counterparts inside the rootfs: what the links resolve to in the container
+    inner_file = os.path.join(rootfs, tfile.path.lstrip("/"))
+    inner_dir = os.path.join(rootfs, tdir.path.lstrip("/"))
+    os.makedirs(inner_dir)
+    with open(inner_file, "w") as f:
+        f.write("rootfs copy\n")
+    with open(os.path.join(inner_dir, "rootfs-entry"), "w") as f:
+        f.write("x\n")
     res = _run(oci, b, cid())
-    if res.returncode != 0:
-        one_line_error(res)
+    assert res.returncode == 0, f"runc runs this config (the links resolved in the container): {res}"
+    out = res.stdout.split()
+    assert out[-1] == "ok", str(res)
+    assert "host secret" not in res.stdout and "sentinel" not in res.stdout, str(res)
+    if kind == "masked":
+        # /dev/null over the file, an empty read-only tmpfs over the directory
+        assert out[:2] == ["file:", "dir:"], f"masked content visible: {res}"
+        assert "rootfs-entry" not in out and "file-written" in out and "dir-written" not in out, str(res)
     else:
-        assert "host secret" not in res.stdout and "sentinel" not in res.stdout, str(res)
+        assert out[:5] == ["file:", "rootfs", "copy", "dir:", "rootfs-entry"], str(res)
+        assert "file-written" not in out and "dir-written" not in out, f"a read-only path was written: {res}"
+        with open(inner_file) as f:
+            assert f.read() == "rootfs copy\n"
+        assert not os.path.exists(os.path.join(inner_dir, "new"))
     tfile.assert_untouched()
     tdir.assert_untouched()
 
