@@ -1,14 +1,17 @@
-"""An isolated dockerd for driving an OCI runtime through `docker run --runtime ocirun`.
+"""An isolated dockerd for driving an OCI runtime through `docker run --runtime ocirun`, on the shared engine test
+bed (enginebed.py: private dirs, daemon start/stop, image import, logging wrapper, teardown and leak checks).
+This module keeps what is Docker's own: daemon.json, dockerd's command line, the docker client, how containers
+are removed, and the host files dockerd writes outside the bed's dir.
 
-Everything lives in one temp dir (`DockerEnv.base`, /tmp/ocirun-docker-XXXX):
+Everything lives in the bed's dir (`DockerEnv.base`, /tmp/ocirun-docker-XXXX):
     data/      dockerd --data-root (overlay2, or vfs without overlayfs; OCIRUN_TEST_STORAGE_DRIVER overrides)
     exec/      dockerd --exec-root (exec/runtime-runc/moby is the runtime's --root, for every runtime)
-    containerd/ a containerd of our own (engine_containerd.ContainerdEnv) that dockerd uses via --containerd:
+    containerd/ a containerd bed of our own (engine_containerd.ContainerdEnv) that dockerd uses via --containerd:
                the containerd dockerd would start itself writes /opt/containerd (its `opt` plugin), ours does not
     daemon.json --config-file: {"runtimes": {"ocirun": {"path": RUNTIME}}, "cgroup-parent": "/ocirun-docker-R",
                "deprecated-key-path": BASE/key.json} (without the last, dockerd 20.10 writes /etc/docker/key.json)
     cli/       DOCKER_CONFIG for the docker client
-    docker.sock, docker.pid, dockerd.log, runtime-wrapper + runtime-calls.log (see engine_containerd.WRAPPER)
+    docker.sock, docker.pid, dockerd.log, wrap/ocirun + runtime-calls.log (the bed's logging wrapper)
 dockerd runs with --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false --bridge=none (no host
 network or sysctl changes); containers run with --network none under the cgroup parent /ocirun-docker-R, so
 teardown can remove every cgroup this environment made.
@@ -30,19 +33,12 @@ it down.
 import json
 import os
 import shlex
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
-import uuid
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-sys.path.insert(0, _HERE)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import enginebed  # noqa: E402
 import engine_containerd as ce  # noqa: E402
-default_runtime = ce.default_runtime
+from enginebed import default_runtime  # noqa: E402,F401
 
 IMAGE = "ocirun-busybox:test"
 RUNTIME_NAME = "ocirun"
@@ -50,53 +46,47 @@ RUNTIME_NAME = "ocirun"
 # asked (checked: runc and ocirun run without this), but an explicit nofile keeps every container inside the
 # host's limit whatever the daemon's defaults; nproc is not needed (docker sets no RLIMIT_NPROC).
 ULIMITS = ("--ulimit", "nofile=1024:20000")
-DEFAULT_TIMEOUT = 30
-MAX_TIMEOUTS = 2
 KEY_FILE = "/etc/docker/key.json"
 
 
 def docker_cli():
     """Debian docker.io's client (/usr/bin/docker) matches its daemon; another on PATH will do."""
-    return ce.which("docker", prefer=("/usr/bin",))
+    return enginebed.which("docker", prefer=("/usr/bin",))
 
 
 def missing_requirements(runtime):
     why = ce.missing_requirements(runtime)
-    if not ce.which("dockerd", prefer=("/usr/sbin", "/usr/bin")):
+    if not enginebed.which("dockerd", prefer=("/usr/sbin", "/usr/bin")):
         why.append("dockerd not installed (apt-get install docker.io)")
     if not docker_cli():
         why.append("docker client not installed (apt-get install docker.io)")
     return why
 
 
-class DockerEnv:
-    def __init__(self, runtime, base=None, timeout=DEFAULT_TIMEOUT, storage_driver=None, wrap=None):
-        self.runtime = os.path.abspath(runtime)
-        self.base = base
-        self.timeout = timeout
+class DockerEnv(enginebed.EngineBed):
+    host_paths = ("/run/docker", "/run/docker/plugins", "/var/lib/docker", "/etc/docker")
+    host_paths_strict = True
+    host_paths_ignored = ("/etc/docker",)  # Debian's docker.io ships /etc/docker
+
+    def __init__(self, runtime, base=None, timeout=enginebed.DEFAULT_TIMEOUT, storage_driver=None, wrap=None):
+        super().__init__("docker", runtime, base=base, timeout=timeout,
+                         wrap=enginebed.wrap_enabled() if wrap is None else wrap)
         self.storage_driver = storage_driver or os.environ.get("OCIRUN_TEST_STORAGE_DRIVER") or (
-            "overlay2" if ce.has_overlay() else "vfs")
+            "overlay2" if enginebed.has_overlay() else "vfs")
         if self.storage_driver == "overlay":
             self.storage_driver = "overlay2"
-        self.wrap = ce.wrap_enabled() if wrap is None else wrap
-        self.cgroup_parent = "/ocirun-docker-" + uuid.uuid4().hex[:10]
         self.image = IMAGE
-        self.proc = None
         self.containerd = None
-        self.env = None
-        self.calls_log = None
         self.engine_runtime = self.runtime
-        self.timeouts = 0
-        self.ids = set()
-        self.host_dirs = ce.HostDirs(["/run/docker", "/run/docker/plugins", "/var/lib/docker", "/etc/docker"])
         self.key_existed = os.path.exists(KEY_FILE)
-
-    def p(self, *parts):
-        return os.path.join(self.base, *parts)
 
     @property
     def sock(self):
         return self.p("docker.sock")
+
+    @property
+    def proc(self):
+        return self.daemons[0].proc if self.daemons else None
 
     @property
     def runtime_root(self):
@@ -106,18 +96,13 @@ class DockerEnv:
 
     # -- setup
     def setup(self):
-        if self.base is None:
-            self.base = tempfile.mkdtemp(prefix="ocirun-docker-", dir="/tmp")
-            os.chmod(self.base, 0o755)
-        for d in ("data", "exec", "cli", "tmp"):
-            os.makedirs(self.p(d), exist_ok=True)
-        if self.wrap:
-            self.engine_runtime, self.calls_log = ce.write_wrapper(self.base, self.runtime)
-        self.containerd = ce.ContainerdEnv(self.runtime, base=self.p("containerd"), wrap=False, namespace="moby",
+        self.make_base("data", "exec", "cli", "tmp")
+        self.engine_runtime = self.register_runtime(RUNTIME_NAME, self.runtime)
+        self.containerd = ce.ContainerdEnv(None, base=self.p("containerd"), wrap=False, namespace="moby",
                                            cgroup_parent=self.cgroup_parent, runtime_root=self.runtime_root)
         self.containerd.setup(with_image=False)
         config = {
-            "runtimes": {RUNTIME_NAME: {"path": self.engine_runtime}},
+            "runtimes": {name: {"path": path} for name, path in self.runtimes.items()},
             "cgroup-parent": self.cgroup_parent,
             "deprecated-key-path": self.p("key.json"),
         }
@@ -126,60 +111,26 @@ class DockerEnv:
         self.env = dict(os.environ, DOCKER_CONFIG=self.p("cli"), TMPDIR=self.p("tmp"))
         for k in ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"):
             self.env.pop(k, None)
-        argv = [ce.which("dockerd", prefer=("/usr/sbin", "/usr/bin")),
+        argv = [enginebed.which("dockerd", prefer=("/usr/sbin", "/usr/bin")),
                 "--data-root", self.p("data"), "--exec-root", self.p("exec"), "--pidfile", self.p("docker.pid"),
                 "-H", "unix://" + self.sock, "--config-file", self.p("daemon.json"),
                 "--containerd", self.containerd.address, "--storage-driver", self.storage_driver,
                 "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
                 "--bridge=none", "--userland-proxy=false"]
-        log = open(self.p("dockerd.log"), "ab")
-        try:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         env=self.env, start_new_session=True)
-        finally:
-            log.close()
-        ce.wait_socket(self.sock, self.proc, 30, self.p("dockerd.log"))
-        end = time.monotonic() + 30
-        while True:
-            res = self.docker("version", "--format", "{{.Server.Version}}", fail_fast=False, timeout=10)
-            if res.returncode == 0:
-                break
-            if self.proc.poll() is not None or time.monotonic() > end:
-                raise RuntimeError(f"dockerd does not answer: {res.stderr}\n{ce.tail(self.p('dockerd.log'))}")
-            time.sleep(0.1)
-        self.import_image()
+        daemon = self.start_daemon("dockerd", argv, self.sock, env=self.env, timeout=30)
+        self.wait_ready(daemon, lambda: self.docker("version", "--format", "{{.Server.Version}}",
+                                                    fail_fast=False, timeout=10), timeout=30)
+        self.import_image("tar", lambda tar: self.docker("import", tar, self.image, check=True, fail_fast=False,
+                                                         timeout=60))
         return self
-
-    def import_image(self):
-        from ocirun.bundle import make_busybox_rootfs
-
-        rootfs = make_busybox_rootfs(self.p("rootfs"))
-        tar_path = ce.write_rootfs_tar(rootfs, self.p("rootfs.tar"))
-        self.docker("import", tar_path, self.image, check=True, fail_fast=False, timeout=60)
-        os.unlink(tar_path)
-        shutil.rmtree(rootfs)
 
     # -- docker
     def cmd(self, *args):
         return [docker_cli(), "-H", "unix://" + self.sock, *map(str, args)]
 
     def docker(self, *args, timeout=None, check=False, input=None, fail_fast=True):
-        if fail_fast and self.timeouts >= MAX_TIMEOUTS:
-            raise AssertionError(f"not running docker {args[:1]}: {self.timeouts} earlier docker calls timed out "
-                                 f"(the runtime is presumed hung)")
-        try:
-            res = subprocess.run(self.cmd(*args), env=self.env, input=input, capture_output=True, text=True,
-                                 stdin=subprocess.DEVNULL if input is None else None,
-                                 timeout=timeout or self.timeout)
-        except subprocess.TimeoutExpired as e:
-            self.timeouts += 1
-            raise AssertionError(f"docker timed out after {e.timeout}s: {' '.join(map(str, args))}\n"
-                                 f"stdout: {e.stdout!r}\nstderr: {e.stderr!r}\n"
-                                 f"runtime calls (tail):\n{self.calls_tail(3000)}") from None
-        if check and res.returncode != 0:
-            raise AssertionError(f"docker {' '.join(map(str, args))} exited {res.returncode}\n"
-                                 f"stdout: {res.stdout}\nstderr: {res.stderr}")
-        return res
+        return self.run_client("docker", self.cmd(*args), args, timeout=timeout, check=check, input=input,
+                               fail_fast=fail_fast)
 
     def run_flags(self):
         extra = shlex.split(os.environ.get("OCIRUN_TEST_DOCKER_RUN_ARGS", ""))
@@ -196,114 +147,50 @@ class DockerEnv:
         data = json.loads(res.stdout)
         return data[0] if data else None
 
-    def calls_tail(self, n=6000):
-        return ce.tail(self.calls_log, n) if self.calls_log else "(no logging wrapper: OCIRUN_TEST_WRAP=0)"
+    # -- teardown hooks
+    def remove_containers(self):
+        if not self.daemons_alive():
+            return []
+        try:
+            res = self.docker("ps", "-a", "-q", "--no-trunc", fail_fast=False, timeout=15)
+            ids = res.stdout.split()
+            self.ids |= set(ids)
+            if ids:
+                res = self.docker("rm", "-f", *ids, fail_fast=False, timeout=40)
+                if res.returncode != 0:
+                    return [f"docker rm -f exited {res.returncode}: {res.stderr.strip()[-500:]}"]
+        except AssertionError as e:
+            return [str(e).splitlines()[0]]
+        return []
 
-    # -- teardown
-    def our_procs(self):
-        needles = [self.base.encode()] if self.base else []
-        cg = self.cgroup_parent.strip("/")
-        return ce.procs_matching(needles, cgroup_needles=[f":/{cg}/".encode(), f":/{cg}\n".encode()])
+    def after_daemons_stopped(self):
+        return self.containerd.teardown() if self.containerd is not None else []
 
-    def teardown(self):
-        problems = []
-        if self.base is None:
-            return problems
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                res = self.docker("ps", "-a", "-q", "--no-trunc", fail_fast=False, timeout=15)
-                ids = res.stdout.split()
-                self.ids |= set(ids)
-                if ids:
-                    res = self.docker("rm", "-f", *ids, fail_fast=False, timeout=40)
-                    if res.returncode != 0:
-                        problems.append(f"docker rm -f exited {res.returncode}: {res.stderr.strip()[-500:]}")
-            except AssertionError as e:
-                problems.append(str(e).splitlines()[0])
-        err = ce.stop_process(self.proc, timeout=20)
-        if err:
-            problems.append(err)
-        if self.containerd is not None:
-            problems += self.containerd.teardown()
-        left = ce.kill_procs(self.our_procs)
-        if left:
-            problems.append(f"processes left after dockerd and containerd stopped: {left}")
-        # dockerd itself bind-mounts --data-root onto itself (and makes it shared) when it does not sit on a shared
-        # mount, as on this VM where / is private; it does not always undo that at shutdown. That mount is
-        # dockerd's, not a leak of the runtime under test: removed without complaint. Anything else is a leak.
-        data = self.p("data")
-        for mp in ce.unmount_under(self.base):
-            if mp != data:
-                problems.append(f"mount left under {self.base}: {mp}")
-        left = ce.remove_cgroup_tree(self.cgroup_parent)
-        if left:
-            problems.append(f"cgroups not removable: {left}")
-        if not ce.mounts_under(self.base):
-            shutil.rmtree(self.base, ignore_errors=True)
-        if os.path.exists(self.base):
-            problems.append(f"{self.base} not removed")
+    def expected_mounts(self):
+        # dockerd itself bind-mounts --data-root onto itself (and makes it shared) when it does not sit on a
+        # shared mount, as on this VM where / is private; it does not always undo that at shutdown. That mount
+        # is dockerd's, not a leak of the runtime under test: removed without complaint.
+        return {self.p("data")}
+
+    def after_teardown(self):
         if not self.key_existed and os.path.exists(KEY_FILE):
-            problems.append(f"dockerd wrote {KEY_FILE} (removed)")
             os.unlink(KEY_FILE)
-        for p in self.host_dirs.cleanup():
-            if p != "/etc/docker":  # Debian's docker.io ships /etc/docker
-                problems.append(f"host dir left (not empty): {p}")
-        return problems
+            return [f"dockerd wrote {KEY_FILE} (removed)"]
+        return []
 
-    def leaks(self):
+    def extra_leaks(self):
         found = []
-        if self.base and os.path.exists(self.base):
-            found.append(f"docker dir {self.base} still exists")
-        for d in ce.cgroup_tree(self.cgroup_parent):
-            found.append(f"cgroup {d}")
-        for pid, cmd in self.our_procs().items():
-            found.append(f"process {pid}: {cmd}")
-        for _mid, mp, fs, src in ce.read_mounts():
-            if (self.base and self.base in mp) or any(i in mp for i in self.ids):
-                found.append(f"mount {mp} ({fs} {src})")
         if self.containerd is not None:
-            found += [x for x in self.containerd.leaks() if not x.startswith("containerd dir")]
-        for p in self.host_dirs.paths:
-            if not self.host_dirs.existed[p] and os.path.lexists(p) and p != "/etc/docker":
-                found.append(f"host path {p} created and left behind")
+            found += [x for x in self.containerd.leaks() if not x.startswith(f"{self.containerd.name} dir")]
         if not self.key_existed and os.path.exists(KEY_FILE):
             found.append(f"{KEY_FILE} created")
         return found
 
 
 def main(argv=None):
-    import argparse
-
-    ap = argparse.ArgumentParser(description="run one docker command in a throwaway isolated dockerd")
-    ap.add_argument("--runtime", default=default_runtime())
-    ap.add_argument("--keep", action="store_true")
-    ap.add_argument("args", nargs=argparse.REMAINDER)
-    ns = ap.parse_args(argv)
-    args = [a for a in ns.args if a != "--"]
-    why = missing_requirements(ns.runtime)
-    if why:
-        print("cannot run: " + "; ".join(why), file=sys.stderr)
-        return 2
-    env = DockerEnv(ns.runtime)
-    rc = 0
-    try:
-        env.setup()
-        args = [env.image if a == "IMAGE" else a for a in args]
-        if args and args[0] == "run":
-            args = ["run", *env.run_flags(), *args[1:]]
-        res = env.docker(*args, timeout=120)
-        sys.stdout.write(res.stdout)
-        sys.stderr.write(res.stderr)
-        rc = res.returncode
-        if env.calls_log:
-            sys.stderr.write("runtime calls:\n" + env.calls_tail())
-    finally:
-        if ns.keep:
-            print(f"kept {env.base}", file=sys.stderr)
-        else:
-            for p in env.teardown() + env.leaks():
-                print("teardown: " + p, file=sys.stderr)
-    return rc
+    return enginebed.cli_main(
+        argv, "run one docker command in a throwaway isolated dockerd", DockerEnv, missing_requirements,
+        lambda env, args: env.docker(*args, timeout=120), run_flags=lambda env: env.run_flags())
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""An isolated podman for driving an OCI runtime through `podman --runtime PATH`.
+"""An isolated podman for driving an OCI runtime through `podman --runtime PATH`, on the shared engine test bed
+(enginebed.py: private dirs, image import, client calls with timeouts, teardown and leak checks). podman has no
+daemon; this module keeps what is podman's own: containers.conf / storage.conf, podman's command line, how
+containers are removed, and the runtime state podman leaves to the runtime outside the bed's dir.
 
-Everything podman keeps lives in one temp dir (`PodmanEnv.base`): storage (--root), run state (--runroot),
-libpod's tmp dir (--tmpdir, which also holds the file-based locks and the exit files), the events log,
-containers.conf / storage.conf / registries.conf (via CONTAINERS_CONF, CONTAINERS_STORAGE_CONF,
+Everything podman keeps lives in the bed's dir (`PodmanEnv.base`, /tmp/ocirun-podman-XXXX): storage (--root),
+run state (--runroot), libpod's tmp dir (--tmpdir, which also holds the file-based locks and the exit files),
+the events log, containers.conf / storage.conf / registries.conf (via CONTAINERS_CONF, CONTAINERS_STORAGE_CONF,
 CONTAINERS_REGISTRIES_CONF) and TMPDIR. Containers run with --network none, --cgroup-manager cgroupfs under
 a cgroup parent of their own (/ocirun-podman-<random>, which also holds podman's conmon cgroup), so teardown
 can remove every cgroup it made.
@@ -14,8 +17,11 @@ podman does not pass --runtime-flag to `RUNTIME delete`, so a custom --root woul
 The runtime deletes its own state dir on `delete`; `leaks()` checks that no state dir named after one of our
 containers is left in /run/*/.
 
-What podman 4.3 + conmon call on the runtime (seen with a logging wrapper around runc; the runtime is named
-after the basename of its path, and is put in runtime_supports_json so it gets the json log flags):
+Runtime registration: `podman --runtime PATH` on every call (podman names the runtime after PATH's basename) and
+that name in containers.conf's runtime_supports_json, so it gets the json log flags (OCIRUN_TEST_RUNTIME_JSON=0:
+not). No logging wrapper (its basename would be the runtime's name).
+
+What podman 4.3 + conmon call on the runtime (seen with a logging wrapper around runc):
     RUNTIME --log-format=json --log FILE create --bundle DIR --pid-file FILE ID   (child of conmon, stdio pipes)
     RUNTIME start ID
     RUNTIME --log-format=json --log FILE exec --pid-file FILE --process FILE --detach ID
@@ -30,102 +36,41 @@ podman command in a fresh environment and tears it down (IMAGE is replaced by th
 """
 import json
 import os
-import re
 import shlex
-import shutil
-import signal
 import subprocess
 import sys
-import tarfile
-import tempfile
-import time
-import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import hostmounts  # noqa: E402
+import enginebed  # noqa: E402
+from enginebed import HostSnapshot, default_runtime  # noqa: E402,F401  (used by the tests)
 
 IMAGE = "localhost/ocirun-busybox:test"
 ULIMITS = ("--ulimit", "nofile=1024:20000", "--ulimit", "nproc=1024:1024")
-CGROUP_ROOT = "/sys/fs/cgroup"
-DEFAULT_TIMEOUT = 30  # per podman call; a healthy run/exec/stop takes well under 3 s here
-MAX_TIMEOUTS = 2
-# default state dirs of engines other than ours: their mounts are never attributable to this environment
-FOREIGN_ENGINE_DIRS = ("/run/containers/storage/", "/var/lib/containers/storage/", "/run/netns/")
-
-
-def default_runtime():
-    """OCIRUN_TEST_RUNTIME, else `ocirun` on PATH, else the console script next to this interpreter."""
-    env = os.environ.get("OCIRUN_TEST_RUNTIME")
-    if env:
-        return env
-    found = shutil.which("ocirun")
-    if found:
-        return found
-    sibling = os.path.join(os.path.dirname(sys.executable), "ocirun")
-    return sibling if os.access(sibling, os.X_OK) else None
 
 
 def missing_requirements(runtime):
     """Why an engine test cannot run here (a list of strings; empty when it can)."""
-    why = []
-    if os.geteuid() != 0:
-        why.append("needs root")
-    for tool in ("podman", "conmon"):
-        if not shutil.which(tool) and not os.path.exists("/usr/bin/" + tool):
-            why.append(f"{tool} not installed")
-    if not runtime:
-        why.append("no runtime (set OCIRUN_TEST_RUNTIME or put ocirun on PATH)")
-    elif not os.access(runtime, os.X_OK):
-        why.append(f"runtime {runtime} is not executable")
-    return why
+    return enginebed.missing_requirements(runtime, ("podman", "conmon"))
 
 
-# ---------------------------------------------------------------- host snapshots (leak checks)
-
-read_mounts = hostmounts.read_mounts  # [(mount_id, mount_point, fstype, source)] from /proc/self/mountinfo
-
-
-class HostSnapshot:
-    """What the host looks like before an engine session, to diff against after teardown."""
-
-    def __init__(self):
-        self.mounts = {m[0]: m for m in read_mounts()}
-
-    def new_mounts(self):
-        return [m for m in read_mounts() if m[0] not in self.mounts]
-
-
-# ---------------------------------------------------------------- the environment
-
-class PodmanEnv:
-    def __init__(self, runtime, base=None, storage_driver=None, timeout=DEFAULT_TIMEOUT, runtime_json=None):
-        self.runtime = os.path.abspath(runtime)
-        self.base = base
-        self.timeout = timeout
+class PodmanEnv(enginebed.EngineBed):
+    def __init__(self, runtime, base=None, storage_driver=None, timeout=enginebed.DEFAULT_TIMEOUT,
+                 runtime_json=None):
+        super().__init__("podman", runtime, base=base, timeout=timeout, wrap=False)
         self.storage_driver = storage_driver or os.environ.get("OCIRUN_TEST_STORAGE_DRIVER") or (
-            "overlay" if hostmounts.has_overlay() else "vfs")
+            "overlay" if enginebed.has_overlay() else "vfs")
         if runtime_json is None:
             runtime_json = os.environ.get("OCIRUN_TEST_RUNTIME_JSON", "1") != "0"
         self.runtime_json = runtime_json
-        self.cgroup_parent = "/ocirun-podman-" + uuid.uuid4().hex[:12]
-        self.ids = set()  # every container id we saw (for leak checks)
-        self.timeouts = 0  # podman calls that timed out; after MAX_TIMEOUTS the remaining calls fail fast
-        self.env = None
         self.image = IMAGE
-
-    # -- paths
-    def p(self, *parts):
-        return os.path.join(self.base, *parts)
 
     # -- setup
     def setup(self):
-        if self.base is None:
-            self.base = tempfile.mkdtemp(prefix="ocirun-podman-")
-        for d in ("root", "runroot", "tmp", "net", "volumes", "static", "imgtmp", "gotmp", "rootfs"):
-            os.makedirs(self.p(d), exist_ok=True)
+        self.make_base("root", "runroot", "tmp", "net", "volumes", "static", "imgtmp", "gotmp")
+        self.register_runtime(os.path.basename(self.runtime), self.runtime)
         names = ["crun", "runc"]
         if self.runtime_json:
-            names.append(os.path.basename(self.runtime))
+            names += list(self.runtimes)
         _write(self.p("containers.conf"), f"""\
 [containers]
 netns = "none"
@@ -163,19 +108,8 @@ runroot = "{self.p('runroot')}"
             CONTAINERS_REGISTRIES_CONF=self.p("registries.conf"),
             TMPDIR=self.p("gotmp"),
         )
-        self.import_image()
+        self.import_image("tar", lambda tar: self.podman("import", tar, self.image, check=True, fail_fast=False))
         return self
-
-    def import_image(self):
-        from ocirun.bundle import make_busybox_rootfs
-
-        make_busybox_rootfs(self.p("rootfs"))
-        tar_path = self.p("rootfs.tar")
-        with tarfile.open(tar_path, "w") as tar:
-            for name in sorted(os.listdir(self.p("rootfs"))):
-                tar.add(self.p("rootfs", name), arcname=name)
-        self.podman("import", tar_path, self.image, check=True, fail_fast=False)
-        os.unlink(tar_path)
 
     # -- running podman
     def cmd(self, *args):
@@ -187,21 +121,8 @@ runroot = "{self.p('runroot')}"
 
     def podman(self, *args, timeout=None, check=False, input=None, fail_fast=True):
         """Run one podman command (always with a timeout); returns CompletedProcess with text stdout/stderr."""
-        if fail_fast and self.timeouts >= MAX_TIMEOUTS:
-            raise AssertionError(f"not running podman {' '.join(args[:1])}: {self.timeouts} earlier podman calls "
-                                 f"timed out, the runtime is presumed hung (fail fast to keep the module short)")
-        argv = self.cmd(*args)
-        try:
-            res = subprocess.run(argv, env=self.env, input=input, capture_output=True, text=True,
-                                 timeout=timeout or self.timeout, stdin=None if input is not None else subprocess.DEVNULL)
-        except subprocess.TimeoutExpired as e:
-            self.timeouts += 1
-            raise AssertionError(f"podman timed out after {e.timeout}s: {' '.join(args)}\n"
-                                 f"stdout: {e.stdout!r}\nstderr: {e.stderr!r}") from None
-        if check and res.returncode != 0:
-            raise AssertionError(f"podman {' '.join(args)} exited {res.returncode}\n"
-                                 f"stdout: {res.stdout}\nstderr: {res.stderr}")
-        return res
+        return self.run_client("podman", self.cmd(*args), args, timeout=timeout, check=check, input=input,
+                               fail_fast=fail_fast)
 
     def run_flags(self):
         extra = shlex.split(os.environ.get("OCIRUN_TEST_PODMAN_RUN_ARGS", ""))
@@ -245,92 +166,38 @@ runroot = "{self.p('runroot')}"
         except OSError:
             pass
 
-    # -- teardown
-    def cgroup_dirs(self):
-        """Every cgroup dir under our cgroup parent, in every mounted cgroup hierarchy, deepest first."""
-        found = []
-        tops = [mp for _mid, mp, fs, _src in read_mounts()
-                if fs in ("cgroup", "cgroup2") and mp.startswith(CGROUP_ROOT + "/")]
-        for h in tops:
-            top = os.path.join(h, self.cgroup_parent.lstrip("/"))
-            if os.path.isdir(top):
-                for dirpath, _dirs, _files in os.walk(top):
-                    found.append(dirpath)
-        return sorted(set(found), key=lambda d: d.count("/"), reverse=True)
-
-    def our_pids(self):
-        """Live processes of this environment: in our cgroup parent, or with our base dir or one of our
-        container ids on their command line (conmon, `podman container cleanup`, orphaned runtime calls)."""
-        pids = set()
-        needle_cg = (self.cgroup_parent + "/").encode()
-        needles = [i.encode() for i in self.ids if re.fullmatch(r"[0-9a-f]{64}", i)]
-        if self.base:
-            needles.append(self.base.encode())
-        for ent in os.listdir("/proc"):
-            if not ent.isdigit() or int(ent) == os.getpid():
-                continue
-            try:
-                with open(f"/proc/{ent}/cgroup", "rb") as f:
-                    if needle_cg in f.read():
-                        pids.add(int(ent))
-                        continue
-                with open(f"/proc/{ent}/cmdline", "rb") as f:
-                    cmdline = f.read()
-                if any(n in cmdline for n in needles):
-                    pids.add(int(ent))
-            except OSError:
-                pass
-        return pids
-
-    def kill_ours(self):
-        """SIGKILL our processes (by pid, re-checked each round); returns the pids found the first time."""
-        first = None
-        for _ in range(20):
-            pids = self.our_pids()
-            if first is None:
-                first = pids
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            time.sleep(0.1)
-        return first or set()
-
-    def teardown(self):
-        """Remove everything this environment made. Returns a list of problems met on the way (empty = clean)."""
+    # -- teardown hooks
+    def remove_containers(self):
         problems = []
-        if self.base is None or not os.path.isdir(self.base):
-            return problems
         self._ids_from_events()
-        if self.env is not None:
+        if self.env is None:
+            return problems
+        try:
+            res = self.podman("ps", "-a", "-q", "--no-trunc", fail_fast=False)
+            self.ids |= set(res.stdout.split()) if res.returncode == 0 else set()
+        except AssertionError as e:
+            problems.append(str(e))
+        # rm talks to the runtime (kill, delete): if that hangs, kill everything of ours and try once more
+        for _attempt in range(2):
             try:
-                res = self.podman("ps", "-a", "-q", "--no-trunc", fail_fast=False)
-                self.ids |= set(res.stdout.split()) if res.returncode == 0 else set()
-            except AssertionError as e:
-                problems.append(str(e))
-            # rm talks to the runtime (kill, delete): if that hangs, kill everything of ours and try once more
-            for attempt in range(2):
-                try:
-                    res = self.podman("rm", "-a", "-f", "-t", "0", timeout=30, fail_fast=False)
-                except AssertionError as e:
-                    problems.append(str(e).splitlines()[0])
-                    self.kill_ours()
-                    continue
-                if res.returncode != 0:
-                    problems.append(f"podman rm -af exited {res.returncode}: {res.stderr.strip()[-500:]}")
-                break
-            try:
-                self.podman("rmi", "-a", "-f", timeout=30, fail_fast=False)
+                res = self.podman("rm", "-a", "-f", "-t", "0", timeout=30, fail_fast=False)
             except AssertionError as e:
                 problems.append(str(e).splitlines()[0])
-            self._ids_from_events()
-        left = self.kill_ours()
-        if left:
-            problems.append(f"processes left after podman rm: {sorted(left)}")
-        # runtime state podman could not delete: ask the runtime itself
+                enginebed.kill_procs(self.our_procs)
+                continue
+            if res.returncode != 0:
+                problems.append(f"podman rm -af exited {res.returncode}: {res.stderr.strip()[-500:]}")
+            break
+        try:
+            self.podman("rmi", "-a", "-f", timeout=30, fail_fast=False)
+        except AssertionError as e:
+            problems.append(str(e).splitlines()[0])
+        self._ids_from_events()
+        return problems
+
+    def clean_runtime_state(self):
+        """Runtime state podman could not delete: ask the runtime itself."""
+        problems = []
         for d in self.runtime_state_dirs():
             problems.append(f"runtime state left: {d}")
             try:
@@ -338,29 +205,7 @@ runroot = "{self.p('runroot')}"
                                timeout=30, stdin=subprocess.DEVNULL)
             except subprocess.TimeoutExpired:
                 problems.append(f"{self.runtime} delete --force {os.path.basename(d)} timed out")
-                self.kill_ours()
-        # mounts under our dir (overlay layers, shm, ...): deepest first
-        for _mid, mp, _fs, _src in sorted(read_mounts(), key=lambda m: m[1].count("/"), reverse=True):
-            if mp == self.base or mp.startswith(self.base + "/"):
-                problems.append(f"mount left under the podman dir: {mp}")
-                if subprocess.run(["umount", mp], capture_output=True).returncode != 0:
-                    subprocess.run(["umount", "-l", mp], capture_output=True)
-        # cgroups: conmon's and the containers' (rmdir fails while busy: retry a little)
-        for attempt in range(30):
-            left = []
-            for d in self.cgroup_dirs():
-                try:
-                    os.rmdir(d)
-                except OSError:
-                    left.append(d)
-            if not left:
-                break
-            time.sleep(0.1)
-        else:
-            problems.append(f"cgroups not removable: {left}")
-        shutil.rmtree(self.base, ignore_errors=True)
-        if os.path.exists(self.base):
-            problems.append(f"{self.base} not removed")
+                enginebed.kill_procs(self.our_procs)
         return problems
 
     def runtime_state_dirs(self):
@@ -382,29 +227,8 @@ runroot = "{self.p('runroot')}"
                 found.extend(os.path.join(d, e) for e in entries if e in self.ids)
         return found
 
-    def leaks(self, snapshot=None):
-        """What is left on the host that is attributable to this environment (call after teardown)."""
-        found = []
-        if self.base and os.path.exists(self.base):
-            found.append(f"podman dir {self.base} still exists")
-        for d in self.cgroup_dirs():
-            found.append(f"cgroup {d}")
-        for pid in self.our_pids():
-            found.append(f"process {pid}")
-        for _mid, mp, fs, src in read_mounts():
-            if (self.base and self.base in mp) or any(i in mp or i in src for i in self.ids):
-                found.append(f"mount {mp} ({fs} {src})")
-        for d in self.runtime_state_dirs():
-            found.append(f"runtime state {d}")
-        if snapshot is not None:
-            for _mid, mp, fs, src in snapshot.new_mounts():
-                if mp.startswith(("/tmp/", "/run/")) or mp in ("/tmp", "/run"):
-                    if (self.base and self.base in mp) or any(i in mp or i in src for i in self.ids):
-                        continue  # already reported above
-                    if mp.startswith(FOREIGN_ENGINE_DIRS):
-                        continue  # another engine on the host (default podman storage), not ours
-                    found.append(f"new mount under /tmp or /run: {mp} ({fs} {src})")
-        return found
+    def extra_leaks(self):
+        return [f"runtime state {d}" for d in self.runtime_state_dirs()]
 
 
 def _write(path, text):
@@ -413,38 +237,9 @@ def _write(path, text):
 
 
 def main(argv=None):
-    import argparse
-
-    ap = argparse.ArgumentParser(description="run one podman command in a throwaway isolated podman")
-    ap.add_argument("--runtime", default=default_runtime())
-    ap.add_argument("--keep", action="store_true", help="do not tear down (prints the base dir)")
-    ap.add_argument("args", nargs=argparse.REMAINDER, help="podman arguments; IMAGE is replaced by the test image")
-    ns = ap.parse_args(argv)
-    args = [a for a in ns.args if a != "--"]
-    why = missing_requirements(ns.runtime)
-    if why:
-        print("cannot run: " + "; ".join(why), file=sys.stderr)
-        return 2
-    snap = HostSnapshot()
-    env = PodmanEnv(ns.runtime)
-    rc = 0
-    try:
-        env.setup()
-        args = [env.image if a == "IMAGE" else a for a in args]
-        if args and args[0] == "run":
-            args = ["run", *env.run_flags(), *args[1:]]
-        res = env.podman(*args)
-        sys.stdout.write(res.stdout)
-        sys.stderr.write(res.stderr)
-        rc = res.returncode
-    finally:
-        if ns.keep:
-            print(f"kept {env.base}", file=sys.stderr)
-        else:
-            problems = env.teardown() + env.leaks(snap)
-            for p in problems:
-                print("teardown: " + p, file=sys.stderr)
-    return rc
+    return enginebed.cli_main(
+        argv, "run one podman command in a throwaway isolated podman", PodmanEnv, missing_requirements,
+        lambda env, args: env.podman(*args), run_flags=lambda env: env.run_flags(), snapshot=True)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """containerd drives the runtime: `ctr run --runc-binary RUNTIME` through containerd 1.6's runc shim (v2), in a
-containerd of our own (engine_containerd.py: own --root/--state/socket/config, CRI and networking off).
+containerd of our own (engine_containerd.py on the engine test bed enginebed.py: own --root/--state/socket/config,
+CRI and networking off).
 
 RUNTIME is $OCIRUN_TEST_RUNTIME, default the venv's `ocirun`. Validate the harness with runc:
     OCIRUN_TEST_RUNTIME=/usr/sbin/runc .venv/bin/pytest -m engine tests/integration/test_containerd.py
-OCIRUN_TEST_WRAP=0 gives the shim the runtime itself instead of the logging wrapper (engine_containerd.WRAPPER,
+OCIRUN_TEST_WRAP=0 gives the shim the runtime itself instead of the logging wrapper (enginebed.WRAPPER,
 which records every runtime call in BASE/runtime-calls.log; failures show its tail).
 Needs root and Debian's containerd (containerd, ctr, containerd-shim-runc-v2). The session fixture's teardown
 stops containerd, kills what is left of ours (shims, containers), removes the namespace's runtime root
@@ -15,7 +16,8 @@ import time
 
 import pytest
 
-import engine_containerd as ce  # (tests/integration is on sys.path: see conftest)
+import enginebed  # (tests/integration is on sys.path: see conftest)
+import engine_containerd as ce
 
 RUNTIME = ce.default_runtime()
 _MISSING = ce.missing_requirements(RUNTIME)
@@ -29,18 +31,7 @@ pytestmark = [
 
 @pytest.fixture(scope="session")
 def ctrd():
-    env = ce.ContainerdEnv(RUNTIME)
-    try:
-        env.setup()
-    except BaseException as e:
-        problems = env.teardown()
-        # not a skip: a containerd that cannot start here is a problem to fix, with its log as the reason
-        pytest.fail(f"containerd could not start: {e}\n" + (f"teardown: {problems}\n" if problems else ""),
-                    pytrace=False)
-    yield env
-    problems = env.teardown()
-    leaks = env.leaks()
-    assert not problems and not leaks, "containerd teardown was not clean:\n  " + "\n  ".join(problems + leaks)
+    yield from enginebed.serve(ce.ContainerdEnv(RUNTIME))
 
 
 @pytest.fixture
@@ -110,7 +101,7 @@ def test_every_runtime_call_succeeds(ctrd):
     res, _ = ctrd.run("true", opts=("--rm",))
     assert res.returncode == 0, _out(res, ctrd)
     time.sleep(0.3)  # the shim's cleanup (delete --force) runs after ctr returns
-    bad = ce.failed_calls(ctrd.calls_log, mark)
+    bad = enginebed.failed_calls(ctrd.calls_log, mark)
     assert not bad, "runtime calls that failed:\n  " + "\n  ".join(bad)
 
 
@@ -160,7 +151,7 @@ def test_detached_exec_kill_delete(ctrd):
     assert tid not in ctrd.ctr("containers", "ls", "-q").stdout.split()
     time.sleep(0.2)
     assert not os.path.exists(runtime_state), f"runtime state left at {runtime_state}"
-    assert not ce.cgroup_tree(f"{ctrd.namespace}/{tid}"), ce.cgroup_tree(f"{ctrd.namespace}/{tid}")
+    assert not enginebed.cgroup_tree(f"{ctrd.namespace}/{tid}"), enginebed.cgroup_tree(f"{ctrd.namespace}/{tid}")
 
 
 def test_sigkill_detached(ctrd):

@@ -1,5 +1,6 @@
-"""Docker drives the runtime: `docker run --runtime ocirun` against a dockerd of our own (engine_docker.py: own
-data/exec roots, socket, pidfile, config file and containerd; no iptables, no bridge, no host sysctls).
+"""Docker drives the runtime: `docker run --runtime ocirun` against a dockerd of our own (engine_docker.py on the
+engine test bed enginebed.py: own data/exec roots, socket, pidfile, config file and containerd; no iptables, no
+bridge, no host sysctls).
 
 RUNTIME (registered in dockerd's config as the runtime named "ocirun") is $OCIRUN_TEST_RUNTIME, default the
 venv's `ocirun`. Validate the harness with runc:
@@ -20,7 +21,8 @@ import time
 
 import pytest
 
-import engine_docker as de  # (tests/integration is on sys.path: see conftest)
+import enginebed  # (tests/integration is on sys.path: see conftest)
+import engine_docker as de
 
 RUNTIME = de.default_runtime()
 _MISSING = de.missing_requirements(RUNTIME)
@@ -34,18 +36,7 @@ pytestmark = [
 
 @pytest.fixture(scope="session")
 def docker():
-    env = de.DockerEnv(RUNTIME)
-    try:
-        env.setup()
-    except BaseException as e:
-        problems = env.teardown()
-        # not a skip: a dockerd that cannot start here is a problem to fix, with its log as the reason
-        pytest.fail(f"dockerd could not start: {e}\n"
-                    + (f"teardown: {problems}\n" if problems else ""), pytrace=False)
-    yield env
-    problems = env.teardown()
-    leaks = env.leaks()
-    assert not problems and not leaks, "docker teardown was not clean:\n  " + "\n  ".join(problems + leaks)
+    yield from enginebed.serve(de.DockerEnv(RUNTIME))
 
 
 @pytest.fixture
@@ -111,7 +102,7 @@ def test_every_runtime_call_succeeds(docker):
     res = docker.run("--rm", docker.image, "true")
     assert res.returncode == 0, _out(res, docker)
     time.sleep(0.3)  # the shim's cleanup runs after docker returns
-    bad = de.ce.failed_calls(docker.calls_log, mark)
+    bad = enginebed.failed_calls(docker.calls_log, mark)
     assert not bad, "runtime calls that failed:\n  " + "\n  ".join(bad)
 
 

@@ -1,6 +1,7 @@
-"""A real engine drives the runtime: `podman --runtime RUNTIME` in an isolated podman (see podman_env.py).
+"""A real engine drives the runtime: `podman --runtime RUNTIME` in an isolated podman (podman_env.py, on the engine
+test bed enginebed.py).
 
-RUNTIME is $OCIRUN_TEST_RUNTIME, default the `ocirun` console script (on PATH, else next to the interpreter).
+RUNTIME is $OCIRUN_TEST_RUNTIME, default the venv's `ocirun` (the console script next to the interpreter, else PATH).
 Check the harness itself with runc:
     OCIRUN_TEST_RUNTIME=/usr/sbin/runc .venv/bin/pytest -m engine tests/integration/test_podman.py
 crun 1.8.1 refuses this VM's hybrid cgroups (cgroup2 offers hugetlb); hide that in a private mount namespace:
@@ -10,7 +11,7 @@ crun 1.8.1 refuses this VM's hybrid cgroups (cgroup2 offers hugetlb); hide that 
 Other knobs: OCIRUN_TEST_STORAGE_DRIVER (overlay | vfs), OCIRUN_TEST_RUNTIME_JSON=0 (do not pass the runtime
 --log-format=json --log FILE), OCIRUN_TEST_PODMAN_RUN_ARGS (extra `podman run` flags).
 Needs root, podman, conmon, containernetworking-plugins, busybox-static. Every podman call has a timeout
-(podman_env.DEFAULT_TIMEOUT); after two timeouts the remaining calls fail fast. The module fixture's teardown
+(enginebed.DEFAULT_TIMEOUT); after two timeouts the remaining calls fail fast. The module fixture's teardown
 removes containers, storage, cgroups and mounts, and fails if anything attributable to it is left on the host.
 """
 import os
@@ -20,7 +21,8 @@ import time
 
 import pytest
 
-import podman_env as penv_mod  # (tests/integration is on sys.path: see conftest)
+import enginebed  # (tests/integration is on sys.path: see conftest)
+import podman_env as penv_mod
 
 RUNTIME = penv_mod.default_runtime()
 _MISSING = penv_mod.missing_requirements(RUNTIME)
@@ -35,21 +37,12 @@ pytestmark = [
 @pytest.fixture(scope="session")
 def host_snapshot():
     """The host's mounts before any engine test ran."""
-    return penv_mod.HostSnapshot()
+    return enginebed.HostSnapshot()
 
 
 @pytest.fixture(scope="module")
 def podman(host_snapshot):
-    env = penv_mod.PodmanEnv(RUNTIME)
-    try:
-        env.setup()
-    except BaseException:
-        env.teardown()
-        raise
-    yield env
-    problems = env.teardown()
-    leaks = env.leaks(host_snapshot)
-    assert not problems and not leaks, "podman teardown was not clean:\n  " + "\n  ".join(problems + leaks)
+    yield from enginebed.serve(penv_mod.PodmanEnv(RUNTIME), host_snapshot)
 
 
 def _out(res):
