@@ -16,7 +16,9 @@ EngineBed(name, runtime=None, base=None, timeout=30, wrap=False, cgroup_parent=N
               error when it dies or times out). wait_ready(daemon, probe, timeout) polls probe() (a client call)
               until it exits 0. Daemons are stopped by teardown: SIGTERM, SIGKILL after stop_timeout.
     client    run_client(what, argv, args, env=None, timeout=None, input=None, check=False, fail_fast=True):
-              every client call has a timeout; after MAX_TIMEOUTS timed-out calls the rest fail fast.
+              every client call has a timeout; after MAX_TIMEOUTS timed-out calls the rest fail fast. A bed whose
+              client runs as another user (rootless podman) sets client_user = (uid, gid) (no supplementary
+              groups) and client_cwd; both default to None: the caller's identity and working directory.
     image     import_image(kind, load): a busybox-static rootfs (ocirun.bundle.make_busybox_rootfs, nothing
               pulled) as a rootfs tarball (kind "tar", for `docker/podman import`) or an OCI image-layout
               archive tagged self.image (kind "oci", for `ctr images import`); load(path) imports it.
@@ -457,6 +459,8 @@ class EngineBed:
     host_paths_ignored = ()    # ...except these (e.g. /etc/docker, which Debian's docker.io ships)
     stop_timeout = 20          # seconds between a daemon's SIGTERM and its SIGKILL
     image = None               # the engine's name of the imported busybox image
+    client_user = None         # (uid, gid): run client calls as that user, no supplementary groups (rootless)
+    client_cwd = None          # working directory of client calls (None: the caller's)
 
     def __init__(self, name, runtime=None, base=None, timeout=DEFAULT_TIMEOUT, wrap=False, cgroup_parent=None):
         self.name = name
@@ -530,10 +534,13 @@ class EngineBed:
         if fail_fast and self.timeouts >= MAX_TIMEOUTS:
             raise AssertionError(f"not running {what} {shown.split(' ')[0]}: {self.timeouts} earlier {what} calls "
                                  f"timed out, the runtime is presumed hung (fail fast to keep the session short)")
+        as_user = {}
+        if self.client_user is not None:
+            as_user = dict(user=self.client_user[0], group=self.client_user[1], extra_groups=[])
         try:
             res = subprocess.run([str(a) for a in argv], env=env or self.env, input=input, capture_output=True,
                                  text=True, stdin=subprocess.DEVNULL if input is None else None,
-                                 timeout=timeout or self.timeout)
+                                 timeout=timeout or self.timeout, cwd=self.client_cwd, **as_user)
         except subprocess.TimeoutExpired as e:
             self.timeouts += 1
             calls = f"\nruntime calls (tail):\n{self.calls_tail(3000)}" if self.calls_log else ""

@@ -1,0 +1,518 @@
+"""Rootless podman for driving OCI runtimes as an unprivileged user, on the shared engine test bed (enginebed.py).
+
+The bed creates a real unprivileged user (useradd; subordinate uid/gid ranges as useradd allocates them from
+/etc/login.defs, or one free range added with usermod when it allocates none), its home in the bed's dir
+(BASE/home) and its XDG_RUNTIME_DIR (/run/user/UID, 0700, as a login would make it), and runs every podman call as
+that user (EngineBed.client_user) with a login-like environment (HOME, USER, LOGNAME, PATH, XDG_RUNTIME_DIR; no
+CONTAINERS_* variables): podman reads the user's own configuration, as it would for anyone:
+
+    ~/.config/containers/containers.conf   [engine.runtimes] names each runtime under test (ocirun, runc) by its
+                                           path, runtime = "ocirun", runtime_supports_json lists both, cgroupfs
+                                           and the file events logger (this host has no systemd/journald)
+    ~/.config/containers/storage.conf      the user's graphroot (~/.local/share/containers/storage) and runroot
+                                           ($XDG_RUNTIME_DIR/containers), driver overlay (native, in the user
+                                           namespace) where the kernel has overlay, else vfs
+                                           (OCIRUN_TEST_ROOTLESS_STORAGE_DRIVER overrides)
+
+The image is the bed's busybox OCI archive (enginebed.write_oci_archive, nothing pulled) loaded with `podman load`
+as the user, so it lands in the user's storage; runs use --pull=never. Every podman call names its runtime with
+--runtime NAME (crun refuses this host), NAME being a key of [engine.runtimes]. The runtimes are wrapped by the
+bed's logging wrapper (BASE/wrap/NAME, its log BASE/runtime-calls.log writable by the user; OCIRUN_TEST_WRAP=0: the
+runtime's own path is named instead).
+
+Rootless podman's default network is slirp4netns (Debian's slirp4netns; podman 4.3 has no pasta). slirp4netns
+opens /dev/net/tun inside the container's user namespace, which needs the node's usual mode 0666 (udev's rule on
+a Debian host); this VM has no udev and leaves it 0600, so the bed sets 0666 for its lifetime and puts the
+original mode back at teardown.
+
+Teardown: `podman rm -af`, `podman rmi -af`, `podman system reset -f` (storage, the pause process) as the user,
+then every process left whose uid is the user's or one of its subordinate ids (catatonit's pause process,
+slirp4netns, rootlessport, conmon, containers) is reported and killed, runtime state left under
+$XDG_RUNTIME_DIR/<runtime>/ID is reported and removed, the bed's dir goes, then the user (userdel, which also
+drops its /etc/subuid and /etc/subgid lines), its XDG_RUNTIME_DIR, podman's shm lock
+(/dev/shm/libpod_rootless_lock_UID), and the tun node's mode. leaks() also looks for the user, its subordinate
+ranges, its processes, and files owned by any of its ids under /tmp, /var/tmp, /run, /dev/shm.
+
+This file has no pytest dependency; `python podman_rootless_env.py --runtime PATH -- run --rm IMAGE id` runs one
+podman command (with --runtime ocirun) as a throwaway user and tears everything down.
+"""
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import enginebed  # noqa: E402
+from enginebed import HostSnapshot, default_runtime  # noqa: E402,F401  (used by the tests)
+
+IMAGE = "localhost/ocirun-busybox:test"
+TUN = "/dev/net/tun"
+USER_PREFIX = "ocprl"          # + 6 hex digits: the test user's name
+TOOLS = ("podman", "conmon", "catatonit", "newuidmap", "newgidmap", "useradd", "userdel", "usermod")
+LOGIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def runc_path():
+    return os.environ.get("OCIRUN_TEST_RUNC") or enginebed.which("runc", prefer=("/usr/sbin", "/usr/bin"))
+
+
+def missing_requirements(runtime):
+    """Why the rootless podman tests cannot run here (empty when they can)."""
+    why = enginebed.missing_requirements(runtime, TOOLS, hint="apt-get install podman conmon catatonit uidmap")
+    if not runc_path():
+        why.append("runc not installed (the same scenarios run under runc)")
+    return why
+
+
+# ------------------------------------------------------------------------------------------- the user
+def read_subids(path, user):
+    """[(start, count)] of `user` (a RootlessUser) in /etc/subuid or /etc/subgid, in file order (the order
+    newuidmap/newgidmap and podman use), lines naming the user or its uid."""
+    keys = {user.name, str(user.uid)}
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.strip().split(":")
+                if len(parts) == 3 and parts[0] in keys:
+                    out.append((int(parts[1]), int(parts[2])))
+    except OSError:
+        pass
+    return out
+
+
+def _all_subid_ends():
+    end = 100000
+    for path in ("/etc/subuid", "/etc/subgid"):
+        try:
+            with open(path) as f:
+                for line in f:
+                    parts = line.strip().split(":")
+                    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+                        end = max(end, int(parts[1]) + int(parts[2]))
+        except OSError:
+            pass
+    return end
+
+
+class RootlessUser:
+    """A real unprivileged user made for one test session (useradd), its subordinate ids and XDG_RUNTIME_DIR.
+
+    The fields are what a caller needs: name, uid, gid, home, xdg_runtime_dir, subuids, subgids ([(start, count)]).
+    """
+
+    def __init__(self, name, home):
+        self.name = name
+        self.home = home
+        self.uid = self.gid = None
+        self.xdg_runtime_dir = None
+        self.subuids = []
+        self.subgids = []
+        self.created = False   # useradd ran and userdel has not
+        self.made_xdg = False  # the XDG_RUNTIME_DIR is ours (made here): removed at remove(), a leak if left
+
+    # -- create / remove
+    def create(self):
+        subprocess.run(["useradd", "--no-create-home", "--home-dir", self.home, "--shell", "/bin/sh",
+                        "--user-group", self.name], check=True, capture_output=True, text=True)
+        self.created = True
+        pw = pwd.getpwnam(self.name)
+        self.uid, self.gid = pw.pw_uid, pw.pw_gid
+        os.makedirs(self.home, mode=0o755, exist_ok=True)
+        os.chown(self.home, self.uid, self.gid)
+        self.subuids = read_subids("/etc/subuid", self)
+        self.subgids = read_subids("/etc/subgid", self)
+        if not self.subuids or not self.subgids:
+            # useradd allocated none (SUB_UID_COUNT=0 or a system without the automatic allocation): one range
+            # of 65536 after every range already given out
+            start = _all_subid_ends()
+            rng = f"{start}-{start + 65535}"
+            args = []
+            if not self.subuids:
+                args += ["--add-subuids", rng]
+            if not self.subgids:
+                args += ["--add-subgids", rng]
+            subprocess.run(["usermod", *args, self.name], check=True, capture_output=True, text=True)
+            self.subuids = read_subids("/etc/subuid", self)
+            self.subgids = read_subids("/etc/subgid", self)
+        if not self.subuids or not self.subgids:
+            raise RuntimeError(f"user {self.name} has no subordinate ids after useradd/usermod")
+        xdg = f"/run/user/{self.uid}"
+        if os.path.lexists(xdg):
+            raise RuntimeError(f"{xdg} already exists (left by an earlier user with uid {self.uid}?); the bed does "
+                               f"not reuse or remove a directory it did not make")
+        os.makedirs("/run/user", mode=0o755, exist_ok=True)
+        os.mkdir(xdg, 0o700)
+        self.made_xdg = True
+        os.chown(xdg, self.uid, self.gid)
+        os.chmod(xdg, 0o700)
+        self.xdg_runtime_dir = xdg
+        return self
+
+    def remove(self):
+        """userdel (retried while the kernel still lists its processes), the XDG_RUNTIME_DIR; [problems]."""
+        problems = []
+        if self.created:
+            err = ""
+            for _ in range(50):
+                res = subprocess.run(["userdel", self.name], capture_output=True, text=True)
+                if res.returncode == 0:
+                    err = ""
+                    break
+                err = res.stderr.strip()
+                if "currently used by process" not in err:
+                    break
+                time.sleep(0.1)
+            if err:
+                problems.append(f"userdel {self.name}: {err}")
+                res = subprocess.run(["userdel", "--force", self.name], capture_output=True, text=True)
+                if res.returncode != 0:
+                    problems.append(f"userdel --force {self.name}: {res.stderr.strip()}")
+            self.created = False
+            for path in ("/etc/subuid", "/etc/subgid"):
+                if read_subids(path, self):
+                    problems.append(f"{path} still has {self.name}'s ranges after userdel")
+        if self.made_xdg and os.path.lexists(self.xdg_runtime_dir):
+            shutil.rmtree(self.xdg_runtime_dir, ignore_errors=True)
+            if os.path.lexists(self.xdg_runtime_dir):
+                problems.append(f"{self.xdg_runtime_dir} not removed")
+        return problems
+
+    # -- ids
+    def owned_ids(self):
+        """(uids, gids): [(start, count)] the user owns on the host: its own id and its subordinate ranges."""
+        return [(self.uid, 1), *self.subuids], [(self.gid, 1), *self.subgids]
+
+    def host_uid(self, cuid):
+        """The host uid of uid `cuid` of the user's rootless namespace (0 = the user, 1.. = the subuids in order)."""
+        return _map_id(cuid, self.uid, self.subuids)
+
+    def host_gid(self, cgid):
+        return _map_id(cgid, self.gid, self.subgids)
+
+    def rootless_map(self, which="uid"):
+        """The id map podman writes for the user's namespace: [(inside, outside, count)]."""
+        own, ranges = (self.uid, self.subuids) if which == "uid" else (self.gid, self.subgids)
+        rows, inside = [(0, own, 1)], 1
+        for start, count in ranges:
+            rows.append((inside, start, count))
+            inside += count
+        return rows
+
+    def env(self):
+        """A login's environment (what podman would get from a shell of this user)."""
+        return {"HOME": self.home, "USER": self.name, "LOGNAME": self.name, "PATH": LOGIN_PATH,
+                "XDG_RUNTIME_DIR": self.xdg_runtime_dir, "LANG": "C.UTF-8", "SHELL": "/bin/sh"}
+
+    def leaks(self):
+        found = []
+        try:
+            pwd.getpwnam(self.name)
+            found.append(f"user {self.name} still exists")
+        except KeyError:
+            pass
+        for path in ("/etc/subuid", "/etc/subgid"):
+            if read_subids(path, self):
+                found.append(f"{path} still has {self.name}'s ranges")
+        if self.made_xdg and os.path.lexists(self.xdg_runtime_dir):
+            found.append(f"{self.xdg_runtime_dir} still exists")
+        return found
+
+
+def _map_id(cid, own, ranges):
+    if cid == 0:
+        return own
+    inside = 1
+    for start, count in ranges:
+        if inside <= cid < inside + count:
+            return start + cid - inside
+        inside += count
+    raise ValueError(f"id {cid} is not mapped")
+
+
+def _in_ranges(i, ranges):
+    return any(s <= i < s + c for s, c in ranges)
+
+
+def procs_of_ids(uids, gids=()):
+    """{pid: cmdline} of live processes whose real, effective, saved or fs uid is in uids ([(start, count)])."""
+    out = {}
+    me = os.getpid()
+    for ent in os.listdir("/proc"):
+        if not ent.isdigit() or int(ent) == me:
+            continue
+        try:
+            with open(f"/proc/{ent}/status") as f:
+                st = f.read()
+            fields = dict(line.split(":", 1) for line in st.splitlines() if ":" in line)
+            if fields.get("State", "").strip()[:1] in ("Z", "X"):
+                continue
+            ids = [int(x) for x in fields["Uid"].split()]
+            if not any(_in_ranges(i, uids) for i in ids):
+                continue
+            with open(f"/proc/{ent}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            out[int(ent)] = cmd or f"[{fields.get('Name', '').strip()}]"
+        except (OSError, ValueError, KeyError):
+            pass
+    return out
+
+
+def files_of_ids(uids, tops=("/tmp", "/var/tmp", "/run", "/dev/shm", "/dev/mqueue"), depth=2, skip=()):
+    """Paths (to `depth` levels under each top) owned by one of the uids ([(start, count)])."""
+    found = []
+
+    def walk(d, level):
+        try:
+            entries = os.listdir(d)
+        except OSError:
+            return
+        for e in entries:
+            p = os.path.join(d, e)
+            if any(p == s or p.startswith(s.rstrip("/") + "/") for s in skip):
+                continue
+            try:
+                st = os.lstat(p)
+            except OSError:
+                continue
+            if _in_ranges(st.st_uid, uids):
+                found.append(p)
+            elif stat.S_ISDIR(st.st_mode) and level < depth:
+                walk(p, level + 1)
+
+    for t in tops:
+        walk(t, 1)
+    return found
+
+
+# ------------------------------------------------------------------------------------------- the bed
+class PodmanRootlessEnv(enginebed.EngineBed):
+    """Rootless podman as a throwaway user; runtimes {name: path} (default: ocirun and runc)."""
+
+    def __init__(self, runtimes=None, storage_driver=None, timeout=enginebed.DEFAULT_TIMEOUT, wrap=None):
+        runtimes = runtimes or {"ocirun": default_runtime(), "runc": runc_path()}
+        super().__init__("podman-rootless", runtimes.get("ocirun"), timeout=timeout,
+                         wrap=enginebed.wrap_enabled() if wrap is None else wrap)
+        self.runtime_paths = {n: os.path.abspath(p) for n, p in runtimes.items()}
+        self.storage_driver = storage_driver or os.environ.get("OCIRUN_TEST_ROOTLESS_STORAGE_DRIVER") or (
+            "overlay" if enginebed.has_overlay() else "vfs")
+        self.image = IMAGE
+        self.user = None
+        self.bed_runtime = "runc" if "runc" in runtimes else next(iter(runtimes))  # for the bed's own calls
+        self.tun_mode = None   # the tun node's mode before the bed changed it (None: unchanged)
+        self.names = set()     # container names the tests gave
+
+    # -- setup
+    def setup(self):
+        self.make_base("wrap", "vols")
+        self.user = RootlessUser(f"{USER_PREFIX}{uuid.uuid4().hex[:6]}", self.p("home"))
+        self.user.create()
+        u = self.user
+        self.client_user = (u.uid, u.gid)
+        self.client_cwd = u.home
+        self.env = u.env()
+        for name, path in self.runtime_paths.items():
+            self.register_runtime(name, path)
+        if self.calls_log:
+            os.chown(self.calls_log, u.uid, u.gid)
+        conf = os.path.join(u.home, ".config", "containers")
+        self.graphroot = os.path.join(u.home, ".local", "share", "containers", "storage")
+        self.runroot = os.path.join(u.xdg_runtime_dir, "containers")
+        os.makedirs(conf)
+        runtimes = "\n".join(f'{n} = ["{p}"]' for n, p in self.runtimes.items())
+        supports_json = sorted({"crun", "runc", *self.runtimes})
+        _write(os.path.join(conf, "containers.conf"), f"""\
+# written by the ocirun rootless podman tests: a user's own containers.conf naming the runtimes under test
+[engine]
+runtime = "{'ocirun' if 'ocirun' in self.runtimes else self.bed_runtime}"
+# runtimes podman may call with --log-format=json --log FILE (runc-compatible)
+runtime_supports_json = {_toml_list(supports_json)}
+# no systemd or journald on this host
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+
+[engine.runtimes]
+{runtimes}
+""")
+        _write(os.path.join(conf, "storage.conf"), f"""\
+[storage]
+driver = "{self.storage_driver}"
+graphroot = "{self.graphroot}"
+runroot = "{self.runroot}"
+""")
+        for d, _dirs, files in os.walk(os.path.join(u.home, ".config")):
+            for x in [d, *(os.path.join(d, f) for f in files)]:
+                os.chown(x, u.uid, u.gid)
+        self._open_tun()
+        self.import_image("oci", self._load)
+        return self
+
+    def _load(self, path):
+        os.chmod(path, 0o644)
+        self.podman("load", "-i", path, check=True, fail_fast=False, timeout=120)
+
+    def _open_tun(self):
+        try:
+            mode = stat.S_IMODE(os.stat(TUN).st_mode)
+        except OSError:
+            return  # no tun device: the default-network test says so
+        if mode & 0o666 != 0o666:
+            self.tun_mode = mode
+            os.chmod(TUN, mode | 0o666)
+
+    # -- running podman as the user
+    def cmd(self, *args, runtime=None):
+        return ["podman", "--runtime", runtime or self.bed_runtime, *args]
+
+    def podman(self, *args, runtime=None, timeout=None, check=False, input=None, fail_fast=True):
+        """One podman command as the user (always with --runtime and a timeout); CompletedProcess (text)."""
+        return self.run_client("podman", self.cmd(*args, runtime=runtime), args, timeout=timeout, check=check,
+                               input=input, fail_fast=fail_fast)
+
+    def run(self, runtime, *args, **kw):
+        """`podman --runtime RUNTIME run --pull=never ARGS` as the user."""
+        return self.podman("run", "--pull=never", *args, runtime=runtime, **kw)
+
+    def inspect(self, cid, runtime=None):
+        import json
+
+        res = self.podman("inspect", "--type", "container", cid, runtime=runtime)
+        if res.returncode != 0:
+            return None
+        data = json.loads(res.stdout)
+        return data[0] if data else None
+
+    def container_ids(self):
+        res = self.podman("ps", "-a", "-q", "--no-trunc")
+        ids = set(res.stdout.split()) if res.returncode == 0 else set()
+        self.ids |= ids
+        return ids
+
+    def state_dirs(self):
+        """Runtime state dirs in the user's XDG_RUNTIME_DIR/<runtime>/ (one per live container)."""
+        found = []
+        if not self.user or not self.user.xdg_runtime_dir:
+            return found
+        for name in self.runtimes:
+            d = os.path.join(self.user.xdg_runtime_dir, name)
+            try:
+                found += [os.path.join(d, e) for e in os.listdir(d)]
+            except OSError:
+                pass
+        return found
+
+    def user_procs(self):
+        """{pid: cmdline} of every live process of the user or one of its subordinate uids."""
+        if not self.user or self.user.uid is None:
+            return {}
+        return procs_of_ids(self.user.owned_ids()[0])
+
+    def pause_pids(self):
+        """The user's pause process (podman's holder of its user and mount namespaces)."""
+        return [p for p, c in self.user_procs().items() if c.startswith(("catatonit -P", "/usr/bin/catatonit -P"))]
+
+    # -- what is the bed's
+    def our_procs(self):
+        procs = super().our_procs()
+        procs.update(self.user_procs())
+        return procs
+
+    # -- teardown hooks
+    def remove_containers(self):
+        problems = []
+        if self.env is None or self.user is None or self.user.uid is None:
+            return problems
+        try:
+            self.container_ids()
+        except AssertionError as e:
+            problems.append(str(e).splitlines()[0])
+        for args in (("rm", "-a", "-f", "-t", "0"), ("rmi", "-a", "-f"), ("system", "reset", "-f")):
+            try:
+                res = self.podman(*args, timeout=60, fail_fast=False)
+            except AssertionError as e:
+                problems.append(str(e).splitlines()[0])
+                enginebed.kill_procs(self.user_procs)
+                continue
+            if res.returncode != 0:
+                problems.append(f"podman {' '.join(args)} exited {res.returncode}: {res.stderr.strip()[-500:]}")
+        return problems
+
+    def after_daemons_stopped(self):
+        """After `podman system reset` the user has no process left (it stops the pause process); wait for them
+        to go (bounded), report what stays."""
+        problems = []
+        end = time.monotonic() + 10
+        left = self.user_procs()
+        while left and time.monotonic() < end:
+            time.sleep(0.1)
+            left = self.user_procs()
+        if left:
+            problems.append(f"processes of {self.user.name} left after podman system reset: {left}")
+            enginebed.kill_procs(self.user_procs)
+        return problems
+
+    def clean_runtime_state(self):
+        problems = []
+        for d in self.state_dirs():
+            problems.append(f"runtime state left: {d}")
+            shutil.rmtree(d, ignore_errors=True)
+        return problems
+
+    def extra_dirs(self):
+        return (self.user.xdg_runtime_dir,) if self.user and self.user.xdg_runtime_dir else ()
+
+    def after_teardown(self):
+        problems = []
+        if self.user is not None:
+            uid = self.user.uid
+            problems += self.user.remove()
+            if uid is not None:
+                # podman's shm lock of the user (lock_type "shm", its rootless default): podman leaves it by design
+                lock = f"/dev/shm/libpod_rootless_lock_{uid}"
+                if os.path.lexists(lock):
+                    os.unlink(lock)
+        if self.tun_mode is not None:
+            os.chmod(TUN, self.tun_mode)
+            self.tun_mode = None
+        return problems
+
+    def extra_leaks(self):
+        found = []
+        if self.user is None:
+            return found
+        found += self.user.leaks()
+        if self.user.uid is not None:
+            uids = self.user.owned_ids()[0]
+            found += [f"file owned by {self.user.name} or its subordinate ids: {p}" for p in files_of_ids(uids)]
+            if os.path.lexists(f"/dev/shm/libpod_rootless_lock_{self.user.uid}"):
+                found.append(f"/dev/shm/libpod_rootless_lock_{self.user.uid} left")
+        if self.tun_mode is not None:
+            found.append(f"{TUN} mode not restored to {oct(self.tun_mode)}")
+        return found
+
+
+def _toml_list(items):
+    return "[" + ", ".join(f'"{i}"' for i in items) + "]"
+
+
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def main(argv=None):
+    def make_env(runtime):
+        return PodmanRootlessEnv({"ocirun": runtime, "runc": runc_path()})
+
+    return enginebed.cli_main(
+        argv, "run one podman command as a throwaway unprivileged user (rootless podman, --runtime ocirun)",
+        make_env, missing_requirements, lambda env, args: env.podman(*args, runtime="ocirun"),
+        run_flags=lambda env: ("--pull=never",), snapshot=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
