@@ -141,13 +141,15 @@ def _rm(bed, rt, cid):
 # ----------------------------------------------------------------------------------------------- scenarios
 def test_run_rm(bed, rt):
     """`podman run --rm`: the container's root is the user (its rootless namespace: the user's uid, then its
-    subordinate ranges), pid 1, the exit code comes back, and nothing is left."""
+    subordinate ranges), pid 1, the default devices work (podman lists none: the runtime provides them, bind
+    mounts of the host's nodes in a user namespace), the exit code comes back, and nothing is left."""
     u = bed.user
     res = bed.run(rt, "--rm", "--network", "none", bed.image, "sh", "-c",
-                  "id -u; id -g; echo $$; echo --; cat /proc/self/uid_map; echo --; cat /proc/self/gid_map")
+                  "id -u; id -g; echo $$; echo x > /dev/null && head -c 5 /dev/zero | wc -c; echo --;"
+                  "cat /proc/self/uid_map; echo --; cat /proc/self/gid_map")
     assert res.returncode == 0, _out(bed, res)
     ids, uid_map, gid_map = _sections(res.stdout)
-    assert ids.split() == ["0", "0", "1"], _out(bed, res)
+    assert ids.split() == ["0", "0", "1", "5"], _out(bed, res)
     assert _map(uid_map) == u.rootless_map("uid"), _out(bed, res)
     assert _map(gid_map) == u.rootless_map("gid"), _out(bed, res)
 
@@ -368,5 +370,46 @@ def test_containers_conf_names_ocirun(bed):
         assert podman("rm", "-f", cid).returncode == 0
     res = podman("run", "--rm", "--pull=never", "--network", "none", bed.image, "echo", "via-containers-conf")
     assert res.returncode == 0 and res.stdout == "via-containers-conf\n", _out(bed, res)
+    problems = _settle(bed)
+    assert not problems, problems
+
+
+VIEW = ("cat /proc/self/mounts; echo --; grep -E '^(Cap|NoNewPrivs|Seccomp|Groups)' /proc/self/status; echo --;"
+        "cat /proc/self/uid_map /proc/self/gid_map; id; umask; cat /proc/self/oom_score_adj; ulimit -a; echo --;"
+        "stat -c '%n %A %u %g %t %T %N' /dev/* /dev/pts/* /dev/shm /dev/mqueue / /tmp /proc/sys /sys; echo --;"
+        "cat /proc/self/cgroup; hostname; cat /etc/hostname; env | sort")
+
+
+def _norm_view(text):
+    """What may differ between two containers of the same image: podman's per-container storage paths, and the
+    order of the mounts of one depth (podman's spec lists /etc/hosts, /etc/hostname, /dev/shm,
+    /run/.containerenv in a different order from one container to the next)."""
+    mounts, _, rest = re.sub(r"(lowerdir|upperdir|workdir)=[^,\s]+", r"\1=X", text).partition("--\n")
+    return sorted(mounts.splitlines()) + ["--"] + rest.splitlines()
+
+
+def test_same_view_as_runc(bed):
+    """Compatibility: under rootless podman the container sees under ocirun what it sees under runc — mounts and
+    their flags, capabilities, no_new_privs, seccomp, id maps, ids, umask, oom_score_adj, rlimits, the device
+    nodes and their owners, cgroups, hostname, environment — in its init (`run --rm`) and in an exec'd
+    process."""
+    import difflib
+
+    views = {}
+    for rt in ("runc", "ocirun"):
+        res = bed.run(rt, "--rm", "--network", "none", "--hostname", "same-view", bed.image, "sh", "-c", VIEW)
+        assert res.returncode == 0, _out(bed, res)
+        views[rt, "run"] = res.stdout
+        cid = _start(bed, rt, "--network", "none", "--hostname", "same-view", bed.image, "sleep", "300")
+        try:
+            res = bed.podman("exec", cid, "sh", "-c", VIEW, runtime=rt)
+            assert res.returncode == 0, _out(bed, res)
+            views[rt, "exec"] = res.stdout
+        finally:
+            _rm(bed, rt, cid)
+    for how in ("run", "exec"):
+        a, b = _norm_view(views["runc", how]), _norm_view(views["ocirun", how])
+        assert a == b, f"{how}: the container's view differs (- runc, + ocirun):\n" + "\n".join(
+            difflib.unified_diff(a, b, "runc", "ocirun", lineterm="", n=1))
     problems = _settle(bed)
     assert not problems, problems
