@@ -29,10 +29,13 @@ import pytest
 
 from conformance import host
 from conformance import report as _report
+from conformance import rootless
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROBE_SRC = os.path.join(HERE, "probe", "probe.c")
-CACHE_DIR = os.environ.get("CONFORMANCE_CACHE", os.path.join(tempfile.gettempdir(), "oci-conformance-cache"))
+# (an unprivileged user -- rootless mode run directly -- builds its own, beside root's)
+CACHE_DIR = os.environ.get("CONFORMANCE_CACHE", os.path.join(
+    tempfile.gettempdir(), "oci-conformance-cache" + (f"-{os.geteuid()}" if os.geteuid() else "")))
 CGROUP_PREFIX = "oci-conformance"
 
 def pytest_addoption(parser):
@@ -41,6 +44,8 @@ def pytest_addoption(parser):
     g.addoption("--root", default=None, help="runtime state dir (--root); default: fresh tmp dir")
     g.addoption("--report-name", default=None, help="report basename (default: basename of --runtime)")
     g.addoption("--report-dir", default=os.path.join(HERE, "reports"))
+    g.addoption("--rootless", action="store_true", default=False,
+                help="rootless mode: run as this unprivileged user (conformance/rootless.py)")
 
 
 def pytest_configure(config):
@@ -48,6 +53,11 @@ def pytest_configure(config):
     if os.sep in rt:
         rt = os.path.abspath(rt)
     config._conf_runtime = rt
+    if config.getoption("--rootless"):
+        if os.geteuid() == 0:
+            raise pytest.UsageError("--rootless runs the suite as an unprivileged user: as root, use "
+                                    "`conformance/run --rootless`, which creates one")
+        rootless.activate()
     config.pluginmanager.register(_report.Reporter(config, rt), "conformance-reporter")
 
 
@@ -160,7 +170,15 @@ def probe_bin():
 @pytest.fixture(scope="session")
 def workdir(pytestconfig):
     """Per-run directory for bundles and the runtime's --root. It is a tmpfs made `shared`, so that mount
-    propagation (rootfsPropagation, bind propagation options) is observable whatever the host's / is."""
+    propagation (rootfsPropagation, bind propagation options) is observable whatever the host's / is.
+    Rootless: a plain directory under $TMPDIR (an unprivileged user cannot mount), 0755 like the tmpfs, so that a
+    container root mapped to a subordinate id reaches the bundles."""
+    if rootless.active():
+        d = tempfile.mkdtemp(prefix="ocf-")
+        os.chmod(d, 0o755)
+        yield d
+        rootless.remove_tree(d)
+        return
     d = tempfile.mkdtemp(prefix="ocf-", dir="/tmp")
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "ocf", d]).returncode == 0
     if mounted:
@@ -198,8 +216,9 @@ DEFAULT_ENV = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin:/", "HOME=/root", "TERM=xterm
 
 
 def base_config(args):
-    """The suite's own minimal config: what every test starts from."""
-    return {
+    """The suite's own minimal config: what every test starts from (rootless mode: as `runc spec --rootless`
+    changes a config, conformance/rootless.py)."""
+    cfg = {
         "ociVersion": "1.0.2",
         "process": {
             "terminal": False,
@@ -228,6 +247,7 @@ def base_config(args):
             "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
         },
     }
+    return rootless.to_rootless(cfg) if rootless.active() else cfg
 
 
 class Bundle:
@@ -319,6 +339,8 @@ class Oci:
         b = Bundle(d, config if config is not None else base_config(args))
         if edit:
             edit(b.config)
+        if rootless.active():
+            rootless.finish_config(b.config)
         b.save()
         return b
 
@@ -373,6 +395,9 @@ class Oci:
             except Exception:
                 pass
         for d in self.dirs:
+            if rootless.active():  # nothing of the host's to unmount; files a container made as a subordinate id
+                rootless.remove_tree(d)
+                continue
             subprocess.run(["umount", "-R", "-l", os.path.join(d, "rootfs")], capture_output=True)
             shutil.rmtree(d, ignore_errors=True)
 
@@ -405,6 +430,8 @@ def oci(rt, workdir, rootfs_template, request, host_refusal):
 @pytest.fixture(scope="session", autouse=True)
 def _cgroup_sweep():
     yield
+    if rootless.active():
+        return  # an unprivileged run makes no cgroups of its own here, and must not touch a root run's
     # Leftover cgroups named by this suite (a runtime that leaks them already failed the delete tests).
     roots = set(host.cgroup_v1_controllers().values())
     if host.cgroup_v2_mount():

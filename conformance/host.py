@@ -58,6 +58,8 @@ def host_mount_reaches(oci, rootfs_propagation):
     import os
     import subprocess
 
+    from conformance import rootless
+    rootless.require_host_mount("propagation from the host")
     b = oci.bundle(["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait"],
                    edit=lambda c: c["linux"].update(rootfsPropagation=rootfs_propagation))
     os.makedirs(os.path.join(b.rootfs, "mnt", "fromhost"))
@@ -181,6 +183,17 @@ def require_ns(kind):
 
 def self_ns(kind):
     return os.readlink(f"/proc/self/ns/{kind}")
+
+
+def ns_link(pid, kind):
+    """readlink /proc/PID/ns/KIND of a container's process. Root reads any; the unprivileged owner of a rootless
+    container reads it only when the process is dumpable (ptrace read access), else this fails saying so."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/{kind}")
+    except PermissionError:
+        raise AssertionError(f"/proc/{pid}/ns/{kind} of the container's process is not readable by uid "
+                             f"{os.geteuid()}, the container's owner (EACCES: the process is not dumpable, so its "
+                             "owner cannot inspect it)") from None
 
 
 def lsm_enabled(name):

@@ -8,6 +8,9 @@ Every test's docstring starts with the spec sentence it checks and has a line
 with its reason) and at the end of the session prints a table per section and the line
 
     runtime=PATH pass=N fail=N skip=N
+
+(rootless mode, conformance/rootless.py: `runtime=PATH mode=rootless pass=N fail=N skip=N`, and the table's title
+says which user ran it). reports/<name>.json has "mode": "root" or "rootless".
 """
 import json
 import os
@@ -15,6 +18,8 @@ import re
 import time
 
 import pytest
+
+from conformance import rootless
 
 # [ECOSYSTEM] marks what no spec sentence requires but engines send and runc accepts (spec/EXTENSIONS.md)
 REQ_RE = re.compile(r"^\s*\[(MUST|SHOULD|MAY|ECOSYSTEM)\]\s+(\S+?\.md)#(\S+)\s*$", re.M)
@@ -71,16 +76,23 @@ class Reporter:
         rows = self.rows()
         return {k: sum(1 for r in rows if r["outcome"] == k) for k in ("pass", "fail", "skip")}
 
+    def mode(self):
+        return "rootless" if rootless.active() else "root"
+
     def summary_line(self):
         c = self.counts()
-        return f"runtime={self.runtime} pass={c['pass']} fail={c['fail']} skip={c['skip']}"
+        mode = " mode=rootless" if rootless.active() else ""
+        return f"runtime={self.runtime}{mode} pass={c['pass']} fail={c['fail']} skip={c['skip']}"
 
     def pytest_terminal_summary(self, terminalreporter):
         tr = terminalreporter
         rows = self.rows()
         if not rows:
             return
-        tr.write_sep("=", "OCI runtime-spec v1.3 conformance")
+        if rootless.active():
+            tr.write_sep("=", f"OCI runtime-spec v1.3 conformance, rootless as {rootless.who()}")
+        else:
+            tr.write_sep("=", "OCI runtime-spec v1.3 conformance")
         for section, group in _by_section(rows):
             tr.write_line("")
             tr.write_line(f"## {section}")
@@ -98,7 +110,9 @@ class Reporter:
         name = cfg.getoption("--report-name") or os.path.basename(self.runtime)
         d = cfg.getoption("--report-dir")
         os.makedirs(d, exist_ok=True)
-        data = {"runtime": self.runtime, "name": name, "started": self.t0, "elapsed": time.time() - self.t0,
+        data = {"runtime": self.runtime, "name": name, "mode": self.mode(), "started": self.t0,
+                "elapsed": time.time() - self.t0,
+                **({"user": rootless.who()} if rootless.active() else {}),
                 "counts": self.counts(), "summary": self.summary_line(),
                 "results": sorted(self.rows(), key=lambda r: (r["doc"], r["section"], r["nodeid"]))}
         with open(os.path.join(d, f"{name}.json"), "w") as f:

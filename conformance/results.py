@@ -1,7 +1,14 @@
 """Render RESULTS.md from reports/*.json: python -m conformance.results [main-report] [other reports...]
 
 The first report gets the full table; the others contribute their summary line, and each is compared with the
-first (requirements whose outcome differs).
+first (requirements whose outcome differs). Each report's mode (root, or rootless: `conformance/run --rootless`)
+is shown with it.
+
+    python -m conformance.results --rootless [ocirun-rootless runc-rootless ...]
+
+renders RESULTS.md's rootless section instead: the command, the summary lines, the skips grouped by reason (each
+`rootless:` reason is what the test needs that no user namespace gives), every failure, and where the runtimes
+differ.
 """
 import json
 import os
@@ -20,6 +27,15 @@ def first_line(msg):
     return line.replace("|", "\\|")[:160]
 
 
+def mode(report):
+    return report.get("mode", "root")  # reports from before the rootless mode are root runs
+
+
+def command_of(report):
+    flag = " --rootless" if mode(report) == "rootless" else ""
+    return f"conformance/run{flag} --runtime {report['runtime']}"
+
+
 def render(main, others, command, notes=""):
     out = ["# Conformance results", "",
            f"Made by `{command}` (runtime-spec v1.3 suite in `conformance/`, see README.md).", "",
@@ -28,7 +44,8 @@ def render(main, others, command, notes=""):
     out += ["```", ""]
     if notes:
         out += [notes, ""]
-    out += [f"## {main['name']}: outcome per requirement", ""]
+    title = f"## {main['name']}: outcome per requirement"
+    out += [title + (" (rootless mode)" if mode(main) == "rootless" else ""), ""]
     sections = {}
     for r in main["results"]:
         sections.setdefault(f"{r['doc']}#{r['section']}", []).append(r)
@@ -43,7 +60,8 @@ def render(main, others, command, notes=""):
         a = {r["name"]: r for r in main["results"]}
         b = {r["name"]: r for r in o["results"]}
         diff = [n for n in sorted(set(a) | set(b)) if a.get(n, {}).get("outcome") != b.get(n, {}).get("outcome")]
-        out += [f"## Where {main['name']} differs from {o['name']}", "",
+        modes = f" ({mode(main)} / {mode(o)} mode)" if mode(main) != mode(o) else ""
+        out += [f"## Where {main['name']} differs from {o['name']}{modes}", "",
                 f"| requirement | {main['name']} | {o['name']} | {main['name']} reason |", "|---|---|---|---|"]
         for n in diff:
             ra, rb = a.get(n, {}), b.get(n, {})
@@ -53,8 +71,63 @@ def render(main, others, command, notes=""):
     return "\n".join(out)
 
 
+def _why(message):
+    """A skip's reason without the test's own subject: 'rootless: <what>: <why>' -> 'rootless: <why>'."""
+    first = (message or "").strip().splitlines()[0] if (message or "").strip() else ""
+    if first.startswith("rootless: ") and ": " in first[len("rootless: "):]:
+        return "rootless: " + first[len("rootless: "):].split(": ", 1)[1]
+    return first
+
+
+def render_rootless(reports, heading="## Rootless mode (`conformance/run --rootless`)"):
+    """The skips' reasons are grouped by what follows the test's own subject ('rootless: <what>: <why>')."""
+    """RESULTS.md's rootless section from the rootless reports (the first one is the reference for the diff)."""
+    out = [heading, "", "Made by (as root: a temporary user with subordinate ranges runs the suite, then goes):", "",
+           "```"]
+    out += [command_of(r) for r in reports]
+    out += ["```", "", "```"]
+    out += [r["summary"] + (f"   ({r['user']})" if r.get("user") else "") for r in reports]
+    out += ["```", ""]
+    for r in reports:
+        skips = [x for x in r["results"] if x["outcome"] == "skip"]
+        groups = {}
+        for x in skips:
+            groups.setdefault(_why(x["message"]), []).append(x["name"])
+        out += [f"### {r['name']}: the {len(skips)} skips by reason", "", "| reason | tests |", "|---|---|"]
+        for why in sorted(groups, key=lambda w: (not w.startswith("rootless:"), -len(groups[w]), w)):
+            names = ", ".join(f"`{n}`" for n in sorted(groups[why]))
+            out.append(f"| {why.replace('|', chr(92) + '|')} ({len(groups[why])}) | {names} |")
+        out.append("")
+        fails = sorted((x for x in r["results"] if x["outcome"] == "fail"), key=lambda x: x["name"])
+        out += [f"### {r['name']}: the {len(fails)} failures", ""]
+        if fails:
+            out += ["| requirement | level | reason |", "|---|---|---|"]
+            out += [f"| `{x['name']}` | {x['level']} | {first_line(x['message'])} |" for x in fails]
+        out.append("")
+    for o in reports[1:]:
+        a = {x["name"]: x for x in reports[0]["results"]}
+        b = {x["name"]: x for x in o["results"]}
+        diff = [n for n in sorted(set(a) | set(b)) if a.get(n, {}).get("outcome") != b.get(n, {}).get("outcome")]
+        out += [f"### Where {reports[0]['name']} differs from {o['name']}", ""]
+        if not diff:
+            out += ["Nowhere: the same outcome for every requirement.", ""]
+            continue
+        out += [f"| requirement | {reports[0]['name']} | {o['name']} | reason |", "|---|---|---|---|"]
+        for n in diff:
+            ra, rb = a.get(n, {}), b.get(n, {})
+            why = ra.get("message") if ra.get("outcome") != "pass" else rb.get("message")
+            out.append(f"| `{n}` | {ra.get('outcome', '-')} | {rb.get('outcome', '-')} | {first_line(why)} |")
+        out.append("")
+    return "\n".join(out)
+
+
 if __name__ == "__main__":
-    names = sys.argv[1:] or ["ocirun", "runc"]
+    args = sys.argv[1:]
+    if args[:1] == ["--rootless"]:
+        names = args[1:] or ["ocirun-rootless", "runc-rootless"]
+        print(render_rootless([load(n) for n in names if os.path.exists(os.path.join(HERE, "reports", f"{n}.json"))]))
+        sys.exit(0)
+    names = args or ["ocirun", "runc"]
     main = load(names[0])
     others = [load(n) for n in names[1:] if os.path.exists(os.path.join(HERE, "reports", f"{n}.json"))]
-    print(render(main, others, "conformance/run --runtime " + main["runtime"]))
+    print(render(main, others, command_of(main)))

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from conformance import host
+from conformance import rootless
 from conformance.conftest import CGROUP_PREFIX, cgroup_read, cgroups_of
 
 NS_PROBE = {"pid": "pid", "network": "net", "ipc": "ipc", "uts": "uts", "mount": "mnt", "cgroup": "cgroup",
@@ -23,6 +24,9 @@ def with_ns(cfg, kind, path=None, drop=False):
         ns.append({"type": kind, **({"path": path} if path else {})})
     cfg["linux"]["namespaces"] = ns
     if kind == "user" and not drop and not path:
+        if rootless.active():  # an unprivileged caller maps itself (rootless.finish_config adds its subids)
+            rootless.map_caller(cfg)
+            return
         cfg["linux"]["uidMappings"] = MAPPING
         cfg["linux"]["gidMappings"] = MAPPING
 
@@ -37,7 +41,7 @@ def mount_at(data, path):
 def ns_holder(oci):
     """holder(flags) -> pid of a process in fresh namespaces (unshare(1) flags), killed at teardown."""
     def make(*flags):
-        p = subprocess.Popen(["unshare", *flags, "sleep", "300"])
+        p = subprocess.Popen(rootless.unshare_argv(*flags) + ["sleep", "300"])
         oci.add_cleanup(lambda: (p.kill(), p.wait()))
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
@@ -81,7 +85,9 @@ def test_namespace_path_joined(oci, ns_holder, kind, flags):
 
     def edit(c):
         with_ns(c, kind, path=f"/proc/{pid}/ns/{nsfile}")
-        if kind == "user":
+        if rootless.active():  # the holder's namespaces belong to its user namespace: join that too
+            rootless.join_holder_userns(c, pid)
+        elif kind == "user":
             c["linux"].pop("uidMappings", None)
             c["linux"].pop("gidMappings", None)
     data = oci.probe(edit=edit)
@@ -94,7 +100,11 @@ def test_namespace_path_of_wrong_type_errors(oci, ns_holder):
     [MUST] config-linux.md#configLinuxNamespaces
     """
     pid = ns_holder("--ipc")
-    c = oci.create(edit=lambda c: with_ns(c, "network", path=f"/proc/{pid}/ns/ipc"), expect_ok=False)
+
+    def edit(c):
+        with_ns(c, "network", path=f"/proc/{pid}/ns/ipc")
+        rootless.join_holder_userns(c, pid)  # rootless: joining is allowed, so only the type can be wrong
+    c = oci.create(edit=edit, expect_ok=False)
     assert not c.create_result.ok, "a network namespace entry accepted an ipc namespace path"
 
 
@@ -120,6 +130,11 @@ def test_namespace_inherited_when_not_listed(oci, kind):
             c.pop("hostname", None)
         if kind == "network":  # sysfs cannot be mounted without owning a net ns
             c["mounts"] = [m for m in c["mounts"] if m["type"] != "sysfs"]
+        if rootless.active() and kind == "ipc":  # nor mqueue without owning the ipc ns (the host's is root's)
+            c["mounts"] = [m for m in c["mounts"] if m["type"] != "mqueue"]
+        if rootless.active() and kind == "pid":  # nor proc without owning the pid ns: the host's, bound
+            c["mounts"] = [dict(m, type="bind", source="/proc", options=["rbind", "nosuid", "noexec", "nodev"])
+                           if m["type"] == "proc" else m for m in c["mounts"]]
     data = oci.probe(edit=edit)
     assert data["namespaces"][NS_PROBE[kind]] == host.self_ns(NS_PROBE[kind])
 
@@ -145,7 +160,17 @@ def test_user_namespace_mappings(oci):
         with_ns(c, "user")
         # distinct uid and gid mappings, so that one written in place of the other is seen
         c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
-    data = oci.probe("--file", "/proc/self/uid_map", "--file", "/proc/self/gid_map", edit=edit)
+        if rootless.active():  # the caller as 0 and its subordinate ranges (newuidmap): uid and gid ranges differ
+            c["linux"]["uidMappings"], c["linux"]["gidMappings"] = rootless.subordinate_mappings()
+    b = oci.bundle(["/probe", "--file", "/proc/self/uid_map", "--file", "/proc/self/gid_map"], edit=edit)
+    data = oci.probe(bundle=b)
+    if rootless.active():
+        for f, key in (("/proc/self/uid_map", "uidMappings"), ("/proc/self/gid_map", "gidMappings")):
+            want = [[str(m["containerID"]), str(m["hostID"]), str(m["size"])] for m in b.config["linux"][key]]
+            got = [line.split() for line in data["files"][f].splitlines() if line.strip()]
+            assert got == want, f"{f}: {data['files'][f]!r}, configured {want}"
+        assert (data["uid"], data["gid"]) == (0, 0)
+        return
     for f, host_id in (("/proc/self/uid_map", "100000"), ("/proc/self/gid_map", "200000")):
         assert data["files"][f].split() == ["0", host_id, "65536"], f"{f}: {data['files'][f]!r}"
     assert (data["uid"], data["gid"]) == (0, 0)
@@ -188,6 +213,7 @@ def test_devices_created(oci):
 
     [MUST] config-linux.md#configLinuxDevices
     """
+    rootless.require_mknod("device nodes of the config's own type, numbers, mode and owner")
     devs = [{"path": "/dev/cfchar", "type": "c", "major": 1, "minor": 11, "fileMode": 0o640, "uid": 12, "gid": 34},
             {"path": "/dev/cfblock", "type": "b", "major": 7, "minor": 200, "fileMode": 0o600, "uid": 0, "gid": 0},
             {"path": "/dev/cffifo", "type": "p", "fileMode": 0o644},
@@ -213,6 +239,7 @@ def test_device_outside_dev(oci):
 
     [MUST] config-linux.md#configLinuxDevices
     """
+    rootless.require_mknod("a device node outside /dev")
     data = oci.probe("--dev", "/mydevs/null2", edit=lambda c: c["linux"].update(
         devices=[{"path": "/mydevs/null2", "type": "c", "major": 1, "minor": 3, "fileMode": 0o666}]))
     st = data["devices"]["/mydevs/null2"]
@@ -225,6 +252,8 @@ def test_device_path_conflict_errors(oci):
 
     [MUST] config-linux.md#configLinuxDevices
     """
+    rootless.require_mknod("a device refused for the file at its path (made-up nodes fail rootless anyway, so a "
+                           "refusal proves nothing)")
     b = oci.bundle(["/probe"], edit=lambda c: c["linux"].update(
         devices=[{"path": "/mydevs/thing", "type": "c", "major": 1, "minor": 3}]))
     os.makedirs(os.path.join(b.rootfs, "mydevs"))
@@ -299,6 +328,7 @@ def test_cgroups_path_absolute(oci):
 
     [MUST] config-linux.md#configLinuxCgroupsPath
     """
+    rootless.require_cgroup("pids", "a cgroupsPath with a pids limit")
     c, path = created_with(oci, {"pids": {"limit": 100}})
     cgs = cgroups_of(c.state()["pid"])
     placed = [k for k, v in cgs.items() if v == path]
@@ -314,6 +344,7 @@ def test_cgroups_path_relative_applies_resources(oci):
     [MUST] config-linux.md#configLinuxCgroupsPath
     """
     host.require_controller("pids")
+    rootless.require_cgroup("pids", "a relative cgroupsPath with a pids limit")
     c = oci.create(edit=lambda c: c["linux"].update(cgroupsPath=f"{CGROUP_PREFIX}-{oci.tag}-rel",
                                                      resources={"pids": {"limit": 77}}))
     version, text = cgroup_read(c.state()["pid"], "pids", "pids.max", "pids.max")
@@ -327,6 +358,7 @@ def test_cgroups_path_consistent(oci):
 
     [MUST] config-linux.md#configLinuxCgroupsPath
     """
+    rootless.require_cgroup("pids", "a cgroupsPath with a pids limit")
     c1, path = created_with(oci, {"pids": {"limit": 100}}, "same")
     first = cgroups_of(c1.state()["pid"])
     oci.rt.kill(c1.id, "KILL")
@@ -388,6 +420,7 @@ def test_cgroup_resource_applied(oci, case):
     ctrl, resources, v1f, v2f, want1, want2 = CGROUP_CASES[case]
     resources = json.loads(json.dumps(resources))
     host.require_controller(ctrl)
+    rootless.require_cgroup(ctrl, f"the {case} limit")
     host.require_v1_file(ctrl, v1f) if ctrl in host.cgroup_v1_controllers() else None
     dev = None
     if case.startswith("blockIO.throttle"):
@@ -416,6 +449,7 @@ def test_pids_limit_zero_is_a_limit(oci):
     [SHOULD] config-linux.md#configLinuxPIDS
     """
     host.require_controller("pids")
+    rootless.require_cgroup("pids", "a pids limit")
     c, _ = created_with(oci, {"pids": {"limit": 0}})
     version, text = cgroup_read(c.state()["pid"], "pids", "pids.max", "pids.max")
     assert text == "0", f"pids.max is {text!r} for limit 0"
@@ -430,6 +464,7 @@ def test_hugepage_limit(oci):
     sizes = host.hugepage_sizes()
     if "2MB" not in sizes:
         pytest.skip("host: kernel has no 2MB huge pages")
+    rootless.require_cgroup("hugetlb", "a hugetlb limit")
     c, _ = created_with(oci, {"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}, expect_ok=False)
     if not c.create_result.ok:
         return  # could not apply: generated an error, and nothing was created
@@ -445,6 +480,7 @@ def test_network_class_id(oci):
     """
     if "net_cls" not in host.cgroup_v1_controllers():
         pytest.skip("host: cgroup controller 'net_cls' is not mounted (cgroup v1 only)")
+    rootless.require_cgroup("net_cls", "a net_cls class id")
     c, _ = created_with(oci, {"network": {"classID": 1048577}})
     assert cgroup_read(c.state()["pid"], "net_cls", "net_cls.classid")[1] == "1048577"
 
@@ -465,6 +501,7 @@ def test_rdma_limit(oci):
     [MUST] config-linux.md#configLinuxRDMA
     """
     host.require_controller("rdma")
+    rootless.require_cgroup("rdma", "an rdma limit")
     # a device no host has: rdma.max refuses it (ENODEV), so the runtime must refuse the container
     c, _ = created_with(oci, {"rdma": {"ocinosuchdev0": {"hcaHandles": 3, "hcaObjects": 100}}}, "rdma-bad",
                            expect_ok=False)
@@ -487,6 +524,7 @@ def test_devices_cgroup_denies(oci):
     [MUST] config-linux.md#configLinuxDeviceAllowedlist
     """
     host.require_controller("devices") if host.cgroup_mode() != "v2" else None
+    rootless.require_cgroup("devices", "the device allow-list")
     data = oci.probe("--path", "/dev/cfdev", edit=lambda c: c["linux"].update(
         devices=[{"path": "/dev/cfdev", "type": "c", "major": 240, "minor": 7, "fileMode": 0o666}],
         resources={"devices": [{"allow": False, "access": "rwm"}]}))
@@ -500,6 +538,7 @@ def test_devices_cgroup_listed_order(oci):
 
     [MUST] config-linux.md#configLinuxDeviceAllowedlist
     """
+    rootless.require_cgroup("devices", "the device allow-list")
     # 240:7 has no driver: an allowed open fails with ENXIO, a denied one with EPERM (from the cgroup)
     dev = [{"path": "/dev/cfdev", "type": "c", "major": 240, "minor": 7, "fileMode": 0o666}]
     allow = {"allow": True, "type": "c", "major": 240, "minor": 7, "access": "r"}
@@ -518,6 +557,8 @@ def test_unified_unavailable_controller_errors(oci):
 
     [MUST] config-linux.md#configLinuxUnified
     """
+    # rootless without a writable v2 hierarchy any resource is refused, so a refusal would prove nothing
+    rootless.require_cgroup("unified", "a unified (cgroup v2) resource")
     if "pids" in host.cgroup_v2_controllers() or host.cgroup_mode() == "v2":
         key = "nosuchcontroller.max"
     else:
@@ -540,6 +581,7 @@ def test_unified_written(oci):
         key, val = "hugetlb.2MB.max", "4194304"
     else:
         pytest.skip("host: no controller available in the cgroup v2 hierarchy")
+    rootless.require_cgroup("unified", "a unified (cgroup v2) resource")
     c, _ = created_with(oci, {"unified": {key: val}})
     cg = cgroups_of(c.state()["pid"])
     p = os.path.join(host.cgroup_v2_mount(), cg.get("", "/").lstrip("/"), key)
@@ -566,8 +608,13 @@ def test_sysctl(oci):
     [MUST] config-linux.md#configLinuxSysctl
     """
     want = {"net.ipv4.ip_forward": "1", "kernel.msgmax": "4096", "net.ipv4.ping_group_range": "0 0"}
-    data = oci.probe(*sum((["--sysctl", k] for k in want), []),
-                     edit=lambda c: c["linux"].update(sysctl=want))
+
+    def edit(c):
+        c["linux"].update(sysctl=want)
+        if rootless.active() and not any(n["type"] == "network" for n in c["linux"]["namespaces"]):
+            # net.* sysctls are the container's own only in a network namespace it owns (a rootless config has none)
+            c["linux"]["namespaces"].append({"type": "network"})
+    data = oci.probe(*sum((["--sysctl", k] for k in want), []), edit=edit)
     for k, v in want.items():
         assert " ".join((data["sysctl"][k] or "").split()) == v, f"{k}: {data['sysctl'][k]!r}"
 
@@ -683,6 +730,7 @@ def test_memory_policy(oci, mode, num, nodes):
 # ------------------------------------------------------------------------------------------------ netDevices
 @pytest.fixture
 def veth(oci):
+    rootless.require_cap("CAP_NET_ADMIN", "moving a host network device into the container")
     if not host.can_make_veth():
         pytest.skip("host: kernel cannot create veth interfaces")
     name = f"cf{oci.tag}"[:13]

@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from conformance import host
+from conformance import rootless
 
 
 def mount_at(data, path):
@@ -42,6 +43,8 @@ def test_device_file_mode_with_type_bits(oci):
 
     [ECOSYSTEM] config-linux.md#configLinuxDevices
     """
+    rootless.require_mknod("a device node with podman's fileMode")
+
     def edit(c):
         c["linux"]["devices"] = [{"path": "/dev/cfmode", "type": "c", "major": 1, "minor": 3, "fileMode": 8630}]
     data = oci.probe("--dev", "/dev/cfmode", edit=edit)
@@ -65,6 +68,7 @@ def test_bind_mount_propagation_rslave_volume(oci):
 
     [ECOSYSTEM] config.md#configLinuxMountOptions
     """
+    rootless.require_host_mount("propagation from the host into a volume")
     src = os.path.join(oci.workdir, f"vol-{oci.tag}")
     os.makedirs(os.path.join(src, "sub"))
     b = oci.bundle(["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait"], edit=lambda c: (

@@ -6,6 +6,7 @@ import subprocess
 import pytest
 
 from conformance import host
+from conformance import rootless
 from conformance.host import caps_from_hex
 
 SCHED = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3, "SCHED_IDLE": 5}
@@ -155,13 +156,19 @@ def test_scheduler_realtime_priority(oci):
     [MUST] config.md#configLinuxProcess
     """
     caps = ["CAP_SYS_NICE", "CAP_KILL"]
+    if rootless.active():
+        import resource
+        if resource.getrlimit(resource.RLIMIT_RTPRIO)[1] < 3:
+            rootless.require_cap("CAP_SYS_NICE", "a realtime policy (SCHED_RR priority 3, above the caller's "
+                                 "RLIMIT_RTPRIO)")
 
     def edit(c):
         c["process"].update(scheduler={"policy": "SCHED_RR", "priority": 3})
         set_caps(c, bounding=caps, effective=caps, permitted=caps)
         # Host with RT group scheduling (cpu.rt_runtime_us): a new cgroup gets no RT time unless the config
         # asks for some (linux.resources.cpu.realtimeRuntime) -- without it the kernel refuses SCHED_RR.
-        if os.path.exists("/sys/fs/cgroup/cpu/cpu.rt_runtime_us"):
+        # (Rootless without a writable cpu hierarchy the container stays in the caller's cgroup: no new one.)
+        if os.path.exists("/sys/fs/cgroup/cpu/cpu.rt_runtime_us") and rootless.cgroups_placeable():
             c.setdefault("linux", {}).setdefault("resources", {}).setdefault("cpu", {}).update(
                 realtimeRuntime=10000, realtimePeriod=1000000)
 

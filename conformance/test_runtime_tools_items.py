@@ -7,6 +7,7 @@ import os
 import pytest
 
 from conformance import host
+from conformance import rootless
 from conformance.conftest import CGROUP_PREFIX, cgroups_of
 from conformance.test_hooks import hook, hook_state
 
@@ -22,6 +23,7 @@ def test_devices_cgroup_v1_list_keeps_listed_order(oci):
     mnt = host.cgroup_v1_controllers().get("devices")
     if not mnt:
         pytest.skip("host: the devices controller is not mounted as cgroup v1 (no devices.list)")
+    rootless.require_cgroup("devices", "the device allow-list")
     # an order that differs from any sorting by (major, minor) or by type
     listed = [("c", 10, 229, "rwm"), ("b", 8, 20, "rw"), ("b", 10, 200, "r")]
     path = f"/{CGROUP_PREFIX}-{oci.tag}-devorder"
@@ -84,6 +86,10 @@ def test_start_without_process_errors(oci):
 
 
 # ------------------------------------------------------------------------------------------------ no mount ns
+def _require_own_mount_ns():
+    rootless.require_cap("CAP_SYS_ADMIN", "a container without a mount namespace of its own mounts in the host's")
+
+
 def _no_mount_ns(c):
     c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "mount"]
     for key in ("maskedPaths", "readonlyPaths", "rootfsPropagation"):
@@ -101,6 +107,7 @@ def test_mount_namespace_inherited_when_not_listed(oci):
 
     [MUST] config-linux.md#configLinuxNamespaces
     """
+    _require_own_mount_ns()
     data = oci.probe(edit=_no_mount_ns)
     assert data["namespaces"]["mnt"] == host.self_ns("mnt"), data["namespaces"]
     assert data["argv"][0] == "/probe" and data["cwd"] == "/", (data["argv"], data["cwd"])
@@ -113,6 +120,7 @@ def test_delete_removes_mounts_made_in_inherited_mount_namespace(oci):
 
     [MUST] runtime.md#runtimeDelete
     """
+    _require_own_mount_ns()
     b = oci.bundle(["/probe"], _no_mount_ns)
     c = oci.create(b)
     made = _host_mounts_under(b.rootfs)
