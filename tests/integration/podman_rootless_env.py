@@ -26,8 +26,8 @@ a Debian host); this VM has no udev and leaves it 0600, so the bed sets 0666 for
 original mode back at teardown.
 
 Teardown: `podman rm -af`, `podman rmi -af`, `podman system reset -f` (storage, the pause process) as the user,
-then every process left whose uid is the user's or one of its subordinate ids (catatonit's pause process,
-slirp4netns, rootlessport, conmon, containers) is reported and killed, runtime state left under
+then every process left whose uid is the user's or one of its subordinate ids (the pause process, catatonit
+-P where installed, slirp4netns, rootlessport, conmon, containers) is reported and killed, runtime state left under
 $XDG_RUNTIME_DIR/<runtime>/ID is reported and removed, the bed's dir goes, then the user (userdel, which also
 drops its /etc/subuid and /etc/subgid lines), its XDG_RUNTIME_DIR, podman's shm lock
 (/dev/shm/libpod_rootless_lock_UID), and the tun node's mode. leaks() also looks for the user, its subordinate
@@ -52,7 +52,7 @@ from enginebed import HostSnapshot, default_runtime  # noqa: E402,F401  (used by
 IMAGE = "localhost/ocirun-busybox:test"
 TUN = "/dev/net/tun"
 USER_PREFIX = "ocprl"          # + 6 hex digits: the test user's name
-TOOLS = ("podman", "conmon", "catatonit", "newuidmap", "newgidmap", "useradd", "userdel", "usermod")
+TOOLS = ("podman", "conmon", "newuidmap", "newgidmap", "useradd", "userdel", "usermod")
 LOGIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -62,7 +62,7 @@ def runc_path():
 
 def missing_requirements(runtime):
     """Why the rootless podman tests cannot run here (empty when they can)."""
-    why = enginebed.missing_requirements(runtime, TOOLS, hint="apt-get install podman conmon catatonit uidmap")
+    why = enginebed.missing_requirements(runtime, TOOLS, hint="apt-get install podman conmon uidmap")
     if not runc_path():
         why.append("runc not installed (the same scenarios run under runc)")
     return why
@@ -412,8 +412,14 @@ runroot = "{self.runroot}"
         return procs_of_ids(self.user.owned_ids()[0])
 
     def pause_pids(self):
-        """The user's pause process (podman's holder of its user and mount namespaces)."""
-        return [p for p, c in self.user_procs().items() if c.startswith(("catatonit -P", "/usr/bin/catatonit -P"))]
+        """The user's pause process (podman's holder of its user and mount namespaces: catatonit -P where
+        installed), from podman's $XDG_RUNTIME_DIR/libpod/tmp/pause.pid."""
+        try:
+            with open(os.path.join(self.user.xdg_runtime_dir, "libpod", "tmp", "pause.pid")) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError, TypeError, AttributeError):
+            return []
+        return [pid] if pid in self.user_procs() else []
 
     # -- what is the bed's
     def our_procs(self):

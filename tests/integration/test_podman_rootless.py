@@ -12,8 +12,8 @@ call passes --runtime NAME.
     .venv/bin/pytest tests/integration/test_podman_rootless.py -k runc        # the harness under runc alone
 OCIRUN_TEST_RUNTIME=PATH: the ocirun to test; OCIRUN_TEST_RUNC=PATH: the runc; OCIRUN_TEST_ROOTLESS_STORAGE_DRIVER
 (overlay | vfs); OCIRUN_TEST_WRAP=0: no logging wrapper around the runtimes.
-Needs root (to create the user), podman, conmon, catatonit, uidmap (newuidmap/newgidmap), passwd (useradd), and
-slirp4netns for the default-network test. After each test nothing of it may be left (containers, runtime state,
+Needs root (to create the user), podman, conmon, uidmap (newuidmap/newgidmap), passwd (useradd), and slirp4netns
+for the default-network test (which fails, not skips, without it). After each test nothing of it may be left (containers, runtime state,
 processes other than the user's pause process); the session's teardown fails if anything of the user is left
 on the host (processes, files, mounts, /etc/subuid lines, the user itself).
 """
@@ -338,7 +338,7 @@ def test_image_in_user_storage(bed, rt):
         res = bed.podman("exec", cid, "sh", "-c", f"echo {rt} > /{marker}", runtime=rt)
         assert res.returncode == 0, _out(bed, res)
         info = bed.inspect(cid, runtime=rt)
-        upper = info["GraphDriver"]["Data"].get("UpperDir")
+        upper = (info["GraphDriver"].get("Data") or {}).get("UpperDir")
         if upper:
             path = os.path.join(upper, marker)
         else:  # vfs: the container's layer dir somewhere in the graphroot
