@@ -29,11 +29,13 @@ DEFAULT_ROOT = "/sys/fs/cgroup"
 
 
 def new_manager(container_id, cgroups_path=None, systemd=False, root=DEFAULT_ROOT, mountinfo=None,
-                proc_cgroup=None, own_text=None):
+                proc_cgroup=None, own_text=None, rootless=False):
     """Build the manager for a container (nothing is created or written yet).
 
     `mountinfo` / `proc_cgroup` are paths overriding /proc/self/mountinfo and /proc/self/cgroup (for tests and for
-    a runtime that is told where to look); `own_text` is /proc/self/cgroup as already read (read_own())."""
+    a runtime that is told where to look); `own_text` is /proc/self/cgroup as already read (read_own()).
+    `rootless` (True, False, or None for runc's "auto", decided at the first permission error: see
+    rootless_cgroups): the rootless cgroup manager (see ROOTLESS)."""
     check_driver(systemd)
     from . import common
 
@@ -46,9 +48,51 @@ def new_manager(container_id, cgroups_path=None, systemd=False, root=DEFAULT_ROO
     inner = common.inner_path(container_id, cgroups_path)
     if common.is_unified(mounts, root):
         from . import v2
-        return v2.V2Manager.discover(container_id, inner, root, mounts, own)
-    from . import v1
-    return v1.V1Manager.discover(container_id, inner, root, mounts, own)
+        mgr = v2.V2Manager.discover(container_id, inner, root, mounts, own)
+    else:
+        from . import v1
+        mgr = v1.V1Manager.discover(container_id, inner, root, mounts, own)
+    if rootless is not False:
+        mgr.rootless = rootless
+        mgr.explicit = bool(cgroups_path)
+    return mgr
+
+
+ROOTLESS = """The rootless cgroup manager (runc's, libcontainer/cgroups/fs{,2} with Rootless set): where no
+cgroupsPath is configured and the caller may not create or join the container's cgroup (EPERM, EACCES,
+EROFS), that hierarchy (v2: the cgroup) is left out and the container stays in the caller's cgroup there;
+device rules that cannot be written are ignored; a limit for a controller left out is refused ("cannot set
+memory limit: container could not join or create cgroup"). With a cgroupsPath every error is an error."""
+
+
+def parse_rootless(value):
+    """The global --rootless flag (runc's parseBoolOrAuto): True, False, or None for auto ("" or "auto")."""
+    if value is None or value == "" or value.lower() == "auto":
+        return None
+    if value in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if value in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise OciError(f"--rootless {value!r}: not a boolean or \"auto\" (use true, false or auto)")
+
+
+def rootless_cgroups(value):
+    """runc's shouldUseRootlessCgroupManager for the cgroupfs driver: --rootless true/false decides; auto is
+    true when the caller is not root, or is root of a user namespace (it cannot know whether it may write the
+    cgroups), false for the host's root."""
+    b = parse_rootless(value)
+    if b is not None:
+        return b
+    if os.geteuid() != 0:
+        return True
+    from ..state import host_root
+
+    return not host_root()
+
+
+def ignorable(err):
+    """runc's isIgnorableError: the permission errors of a rootless caller."""
+    return getattr(err, "errno", None) in (1, 13, 30)  # EPERM, EACCES, EROFS
 
 
 def check_driver(systemd):

@@ -436,3 +436,67 @@ def finish_destroy(mgr, d, timeout, kill=True):
         mgr.created = [x for x, _e in left]
         raise CgroupError(f"cannot remove cgroup {bad}: {reason(err)}")
     mgr.created = []
+
+
+# ---------------------------------------------------------------------------------------------- rootless
+
+class Rootless:
+    """The rootless cgroup manager's bookkeeping, shared by the v1 and v2 drivers (see cgroups.ROOTLESS)."""
+
+    rootless = False  # True, False, or None: runc's "auto", decided at the first permission error
+    explicit = False  # a cgroupsPath was configured: no error is ignored
+    skipped = ()      # [[name, the caller's own cgroup there, [controllers], why]]: left out, rootless
+
+    def may_skip(self, err, even_explicit=False):
+        """True when `err` (creating or joining the container's cgroup) leaves that cgroup out instead."""
+        if (self.explicit and not even_explicit) or getattr(err, "errno", None) not in (
+                _errno.EPERM, _errno.EACCES, _errno.EROFS):
+            return False
+        return self.is_rootless()
+
+    def is_rootless(self):
+        if self.rootless is None:
+            from . import rootless_cgroups
+
+            self.rootless = rootless_cgroups(None)
+        return bool(self.rootless)
+
+    def joined(self):
+        """False when the container has no cgroup of its own at all (every hierarchy left out)."""
+        return not self.skipped or bool(self.kept())
+
+    def skipped_for(self, ctrl):
+        """The left-out entry that `ctrl` ("" = the unified hierarchy) belonged to, or None."""
+        for s in self.skipped:
+            if ctrl in s[2] or ctrl == s[0] or ("name=" + ctrl) in s[2]:
+                return s
+        return None
+
+    def unjoined(self, field, ctrl):
+        """The error for a limit on a controller whose cgroup was left out (runc's wording)."""
+        s = self.skipped_for(ctrl)
+        why = f" ({s[3]})" if s else ""
+        return CgroupError(f"{field}: cannot set {ctrl or 'unified'} limit: container could not join or create "
+                           f"cgroup{why}")
+
+    def rootless_fields(self, d):
+        if self.rootless:
+            d["rootless"] = True
+        if self.skipped:
+            d["skipped"] = [list(x) for x in self.skipped]
+        return d
+
+    def restore_rootless(self, d):
+        # (not recorded: runc's "auto" again, decided at the first permission error, if any)
+        self.rootless = True if d.get("rootless") is True else None
+        sk = d.get("skipped") or []
+        if not isinstance(sk, list) or not all(isinstance(x, list) and len(x) == 4 for x in sk):
+            raise CgroupError("container state: invalid cgroup record (skipped)")
+        self.skipped = [list(x) for x in sk]
+        return self
+
+
+def own_dir_of(d, inner, mountpoint):
+    """The caller's own cgroup directory, given the container's `d` made of it and a relative `inner`."""
+    suffix = "/" + inner.strip("/")
+    return d[: -len(suffix)] if inner not in ("", ".", "/") and d.endswith(suffix) else mountpoint

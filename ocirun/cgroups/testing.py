@@ -67,6 +67,9 @@ class _OsProxy:
         return getattr(os, name)
 
     def mkdir(self, path, mode=0o777):
+        for prefix, err in self._fake.deny_mkdir.items():
+            if common.under(path, prefix):
+                raise OSError(err, os.strerror(err), path)
         os.mkdir(path, mode)
         self._fake._populate(path)
 
@@ -82,6 +85,7 @@ class FakeCgroupfs:
         self.version = version
         self.writes = []
         self.fail = {}          # file name -> errno to raise on write
+        self.deny_mkdir = {}    # directory -> errno to raise on mkdir at or below it (a rootless caller's EACCES)
         self.mounts = {}        # mountpoint -> ("cgroup"|"cgroup2", [controllers])
         own = own or {}
         mi, pc = [], []

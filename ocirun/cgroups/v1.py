@@ -12,7 +12,7 @@ from . import common as C
 _FROZEN, _THAWED = "FROZEN", "THAWED"
 
 
-class V1Manager:
+class V1Manager(C.Rootless):
     version = 1
 
     def __init__(self, container_id, inner, root, hierarchies, created=None, cgroups_path=None):
@@ -24,6 +24,7 @@ class V1Manager:
         self.created = list(created or [])
         self.cgroups_path = cgroups_path
         self._by_ctrl = None
+        self._own = {}  # name -> the caller's own cgroup in that hierarchy (discover; for rootless left-outs)
 
     # ------------------------------------------------------------------------------------------ construction
 
@@ -35,7 +36,7 @@ class V1Manager:
                 own_v2 = p
             for c in ctrls:
                 own_by_ctrl[c] = p
-        hiers, seen = [], set()
+        hiers, seen, owns = [], set(), {}
         for mp, mroot, fstype, opts in mounts:
             if mp == root or not C.under(mp, root):
                 continue
@@ -55,22 +56,30 @@ class V1Manager:
             else:
                 d = C.join(C.join(mp, C.rel_own(ownp, mroot)), inner)
             hiers.append([os.path.basename(mp), mp, fstype, ctrls, d])
+            owns[hiers[-1][0]] = C.join(mp, C.rel_own(ownp, mroot))
         if not hiers:
             raise CgroupError(f"no cgroup hierarchy is mounted under {root} (see /proc/self/mountinfo)")
         if not any(h[2] == "cgroup" for h in hiers):
             raise CgroupError(f"{root} has only a cgroup2 mount below it and is not itself cgroup2: unsupported layout")
-        return cls(container_id, inner, root, hiers)
+        m = cls(container_id, inner, root, hiers)
+        m._own = owns
+        return m
 
     @classmethod
     def from_dict(cls, d):
         try:
-            return cls(d["id"], d["inner"], d["root"], d["hierarchies"], d.get("created"), d.get("cgroupsPath"))
+            m = cls(d["id"], d["inner"], d["root"], d["hierarchies"], d.get("created"), d.get("cgroupsPath"))
         except (KeyError, TypeError):
             raise CgroupError("container state: invalid cgroup v1 record") from None
+        return m.restore_rootless(d)
 
     def to_dict(self):
-        return {"version": 1, "id": self.id, "inner": self.inner, "root": self.root,
-                "hierarchies": [list(h) for h in self.hierarchies], "created": list(self.created)}
+        return self.rootless_fields({"version": 1, "id": self.id, "inner": self.inner, "root": self.root,
+                                     "hierarchies": [list(h) for h in self.hierarchies],
+                                     "created": list(self.created)})
+
+    def kept(self):
+        return self.hierarchies
 
     # ------------------------------------------------------------------------------------------ lookups
 
@@ -96,14 +105,27 @@ class V1Manager:
         return {h[0]: h[4] for h in self.hierarchies}
 
     def mount_plan(self):
-        return [(h[0], h[4]) for h in self.hierarchies]
+        """(name, host dir) per hierarchy: the container's cgroup, or (left out, rootless) the caller's own,
+        which the container is still in there (runc binds the init's own cgroup in each)."""
+        return [(h[0], h[4]) for h in self.hierarchies] + [(x[0], x[1]) for x in self.skipped]
 
     def _pid_dir(self):
         for c in ("devices", "pids", "memory", "freezer"):
             d = self.by_ctrl.get(c)
             if d:
                 return d
-        return self.hierarchies[0][4]
+        return self.hierarchies[0][4] if self.hierarchies else None
+
+    def _skip(self, h, err):
+        """Rootless: leave hierarchy `h` out (see cgroups.ROOTLESS); the directories made there go again."""
+        mine = [d for d in self.created if C.under(d, h[1])]
+        if mine:
+            C.remove_dirs(mine, timeout=0.2)
+            self.created = [d for d in self.created if d not in mine]
+        self.hierarchies.remove(h)
+        own = self._own.get(h[0]) or C.own_dir_of(h[4], self.inner, h[1])
+        self.skipped = list(self.skipped) + [[h[0], own, list(h[3]), f"rootless: {h[4]}: {C.reason(err)}"]]
+        self._by_ctrl = None
 
     # ------------------------------------------------------------------------------------------ create
 
@@ -113,11 +135,21 @@ class V1Manager:
 
     def create(self):
         try:
-            for h in self.hierarchies:
-                C.make_dirs(h[4], self.created, stop=h[1])
+            for h in list(self.hierarchies):
+                try:
+                    C.make_dirs(h[4], self.created, stop=h[1])
+                except OSError as e:
+                    if not self.may_skip(e, _joined_only(h)):
+                        raise
+                    self._skip(h, e)
             cs = self.by_ctrl.get("cpuset")
             if cs:
-                self._cpuset_populate(cs)
+                try:
+                    self._cpuset_populate(cs)
+                except CgroupError as e:
+                    if not self.may_skip(e):
+                        raise
+                    self._skip(next(h for h in self.hierarchies if "cpuset" in h[3]), e)
         except CgroupError:
             self._undo()
             raise
@@ -161,7 +193,9 @@ class V1Manager:
             try:
                 C.write_file(d, f, v or "\n")
             except OSError as e:
-                raise CgroupError(f"cannot initialise {d}/{f} from its parent: {C.reason(e)}") from None
+                err = CgroupError(f"cannot initialise {d}/{f} from its parent: {C.reason(e)}")
+                err.errno = e.errno
+                raise err from None
 
     # ------------------------------------------------------------------------------------------ resources
 
@@ -191,7 +225,7 @@ class V1Manager:
             devices.check_v1(model)
             ddir = self.by_ctrl.get("devices")
             if ddir is None:
-                if not devices.is_allow_all(model):
+                if not devices.is_allow_all(model) and not (self.skipped_for("devices") and self.is_rootless()):
                     raise CgroupError(f"{devices.FIELD}: the devices cgroup controller is not mounted on this host")
             else:
                 current = None
@@ -205,6 +239,8 @@ class V1Manager:
             d = self.by_ctrl.get(ctrl)
             # (hugepageLimits on a hybrid host whose hugetlb is only on cgroup2: refused, as runc does; the
             # limit can still be set there with linux.resources.unified "hugetlb.<size>.max")
+            if d is None and self.skipped_for(ctrl):
+                raise self.unjoined(field, ctrl)
             if d is None:
                 what = fname or ctrl + ".*"
                 raise CgroupError(f"{field}: cannot write {what}: no such file (cgroup controller {ctrl} "
@@ -216,8 +252,14 @@ class V1Manager:
         for t in cpuset:
             self._do(*t)
         ddir = self.by_ctrl.get("devices")
-        for fname, line in dev_writes:
-            C.write_or_raise(ddir, fname, line, devices.FIELD)
+        try:
+            for fname, line in dev_writes:
+                C.write_or_raise(ddir, fname, line, devices.FIELD)
+        except CgroupError:
+            # rootless: device rules are not expected to work (writing them needs CAP_SYS_ADMIN), so runc
+            # ignores the devices controller's errors; the container's /dev has only the nodes it was given
+            if not self.is_rootless():
+                raise
         for t in rest:
             self._do(*t)
 
@@ -236,6 +278,8 @@ class V1Manager:
             raise CgroupError(f"{C.RES}.unified: must be an object")
         udir = self.by_ctrl.get("")
         cg2 = next((h[1] for h in self.hierarchies if h[2] == "cgroup2"), None)
+        if udir is None and self.skipped_for(""):
+            raise self.unjoined(f"{C.RES}.unified", "")
         if udir is None or cg2 is None:
             raise CgroupError(f"{C.RES}.unified: cannot be used with cgroup v1 (this host has no cgroup v2 hierarchy)")
         avail = C.try_read(cg2, "cgroup.controllers", "").split()
@@ -268,17 +312,23 @@ class V1Manager:
                     raise CgroupError(f"{field}: cannot enable {ctrl} in {d}/cgroup.subtree_control: "
                                       f"{C.reason(e)}") from None
 
-    def add_pid(self, pid):
+    def add_pid(self, pid, exec_=False):
+        """Place `pid` in every hierarchy. Rootless: a hierarchy the caller may not join is left out (create;
+        see cgroups.ROOTLESS), or (exec_, runc's rootless exec) the process stays where it is there."""
         s = str(pid)
-        for h in self.hierarchies:
+        for h in list(self.hierarchies):
             try:
                 C.write_file(h[4], "cgroup.procs", s)
             except OSError as e:
+                if self.may_skip(e, _joined_only(h)):
+                    if not exec_:
+                        self._skip(h, e)
+                    continue
                 raise CgroupError(f"cannot add process {pid} to cgroup {h[4]} (cgroup.procs): {C.reason(e)}") from None
 
     def pids(self):
         d = self._pid_dir()
-        if not os.path.isdir(d):
+        if d is None or not os.path.isdir(d):
             return []
         return C.procs_recursive(d)
 
@@ -305,7 +355,7 @@ class V1Manager:
 
         d = self.by_ctrl.get("freezer")
         if not d:
-            raise CgroupError("cannot freeze: the freezer cgroup controller is not mounted on this host")
+            raise self._no_freezer("freeze")
         try:
             for i in range(1000):
                 if i % 50 == 49:
@@ -326,6 +376,12 @@ class V1Manager:
         self._thaw_quiet(d)
         raise CgroupError(f"cannot freeze {d}: stuck in FREEZING")
 
+    def _no_freezer(self, verb):
+        s = self.skipped_for("freezer")
+        if s:
+            return CgroupError(f"cannot {verb}: the container has no freezer cgroup of its own ({s[3]})")
+        return CgroupError(f"cannot {verb}: the freezer cgroup controller is not mounted on this host")
+
     def _thaw_quiet(self, d):
         try:
             C.write_file(d, "freezer.state", _THAWED)
@@ -335,7 +391,7 @@ class V1Manager:
     def thaw(self):
         d = self.by_ctrl.get("freezer")
         if not d:
-            raise CgroupError("cannot thaw: the freezer cgroup controller is not mounted on this host")
+            raise self._no_freezer("thaw")
         C.write_or_raise(d, "freezer.state", _THAWED, "freezer")
 
     def is_frozen(self):
@@ -362,6 +418,10 @@ class V1Manager:
             if fz and self.is_frozen():
                 self._thaw_quiet(fz)        # frozen tasks cannot die
             killed = True
+        if not self.hierarchies:  # (rootless, every hierarchy left out: nothing of ours is left)
+            C.remove_dirs(self.created)
+            self.created = []
+            return
         C.finish_destroy(self, dirs or [self._pid_dir()], timeout, kill=killed)
 
     # ------------------------------------------------------------------------------------------ stats
@@ -404,3 +464,9 @@ class V1Manager:
         if cpu:
             out["cpu"] = cpu
         return out
+
+
+def _joined_only(h):
+    """A hierarchy with no resource controller (a hybrid host's cgroup2 one, name=systemd): runc only joins
+    it and ignores the errors (its NameGroup); rootless, so does ocirun, even with a cgroupsPath."""
+    return h[2] == "cgroup2" or all(c.startswith("name=") for c in h[3])

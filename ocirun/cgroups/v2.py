@@ -22,8 +22,9 @@ def _device_layer():
     return bpf
 
 
-class V2Manager:
+class V2Manager(C.Rootless):
     version = 2
+    own = None  # the caller's own cgroup (discover): what a container left out of its cgroup (rootless) is in
 
     def __init__(self, container_id, inner, root, path, created=None, device_rules=None):
         self.id = container_id
@@ -50,21 +51,34 @@ class V2Manager:
             # The own cgroup has processes in it, so controllers cannot be enabled below it: use its parent.
             parent = os.path.dirname(C.rel_own(ownp, mroot).rstrip("/") or "/") or "/"
             d = C.join(C.join(root, parent), inner)
-        return cls(container_id, inner, root, d)
+        m = cls(container_id, inner, root, d)
+        ownp = next((p for hid, ctrls, p in own if hid == "0" and not ctrls), "/")
+        m.own = C.join(root, C.rel_own(ownp, mroot))
+        return m
 
     @classmethod
     def from_dict(cls, d):
         try:
-            return cls(d["id"], d["inner"], d["root"], d["path"], d.get("created"), d.get("deviceRules"))
+            m = cls(d["id"], d["inner"], d["root"], d["path"], d.get("created"), d.get("deviceRules"))
         except (KeyError, TypeError):
             raise CgroupError("container state: invalid cgroup v2 record") from None
+        return m.restore_rootless(d)
 
     def to_dict(self):
         d = {"version": 2, "id": self.id, "inner": self.inner, "root": self.root, "path": self.dir,
              "created": list(self.created)}
         if self.device_rules is not None:
             d["deviceRules"] = self.device_rules
-        return d
+        return self.rootless_fields(d)
+
+    def kept(self):
+        return [] if self.skipped else [self.dir]
+
+    def _skip(self, err):
+        """Rootless: no cgroup of its own (see cgroups.ROOTLESS); the directories made for it go again."""
+        C.remove_dirs(self.created, timeout=0.2)
+        self.created = []
+        self.skipped = [["", self.own or self.root, [], f"rootless: {self.dir}: {C.reason(err)}"]]
 
     def path(self, controller=""):
         return self.dir
@@ -73,7 +87,7 @@ class V2Manager:
         return {"": self.dir}
 
     def mount_plan(self):
-        return [("", self.dir)]
+        return [("", self.skipped[0][1] if self.skipped else self.dir)]
 
     # ------------------------------------------------------------------------------------------ create
 
@@ -83,7 +97,13 @@ class V2Manager:
 
     def create(self):
         try:
-            C.make_dirs(self.dir, self.created, stop=self.root)
+            try:
+                C.make_dirs(self.dir, self.created, stop=self.root)
+            except OSError as e:
+                if not self.may_skip(e):
+                    raise
+                self._skip(e)
+                return
             self._enable_controllers()
         except CgroupError:
             self._undo()
@@ -140,6 +160,11 @@ class V2Manager:
         model = None
         if not update or "devices" in res:
             model = devices.build(res.get("devices"), default_devices)
+        if self.skipped:
+            # rootless without a cgroup: device rules are ignored (runc), any limit is refused
+            for ctrl, fname, _v, field in ops:
+                raise self.unjoined(field, ctrl or (fname or "").partition(".")[0])
+            return
         ctrls = None
         for ctrl, fname, _v, field in ops:
             if not ctrl:
@@ -152,8 +177,14 @@ class V2Manager:
                                   f"{self.dir} (missing from cgroup.controllers)")
         if model is not None:
             # apply: the first program; update: the new one replaces the old (no window without a program).
-            _device_layer().install(self.dir, model)
-            self.device_rules = model.to_list()
+            try:
+                _device_layer().install(self.dir, model)
+                self.device_rules = model.to_list()
+            except (CgroupError, OSError):
+                # rootless: attaching a device program needs CAP_SYS_ADMIN; runc ignores the device
+                # controller's errors then
+                if not self.is_rootless():
+                    raise
         for ctrl, fname, value, field in ops:
             if fname is None:
                 value(self.dir, self)
@@ -162,14 +193,22 @@ class V2Manager:
 
     # ------------------------------------------------------------------------------------------ processes
 
-    def add_pid(self, pid):
+    def add_pid(self, pid, exec_=False):
+        """Place `pid` in the cgroup. Rootless: a cgroup the caller may not join is left out (create), or
+        (exec_) the process stays where it is, as runc's rootless exec."""
+        if self.skipped:
+            return
         try:
             C.write_file(self.dir, "cgroup.procs", str(pid))
         except OSError as e:
+            if self.may_skip(e):
+                if not exec_:
+                    self._skip(e)
+                return
             raise CgroupError(f"cannot add process {pid} to cgroup {self.dir} (cgroup.procs): {C.reason(e)}") from None
 
     def pids(self):
-        if not os.path.isdir(self.dir):
+        if self.skipped or not os.path.isdir(self.dir):
             return []
         return C.procs_recursive(self.dir)
 
@@ -196,6 +235,8 @@ class V2Manager:
     def freeze(self, timeout=2.0):
         import time
 
+        if self.skipped:
+            raise CgroupError(f"cannot freeze: the container has no cgroup of its own ({self.skipped[0][3]})")
         C.write_or_raise(self.dir, "cgroup.freeze", "1", "freeze")
         deadline = time.monotonic() + timeout
         while True:
@@ -215,9 +256,13 @@ class V2Manager:
             pass
 
     def thaw(self):
+        if self.skipped:
+            raise CgroupError(f"cannot thaw: the container has no cgroup of its own ({self.skipped[0][3]})")
         C.write_or_raise(self.dir, "cgroup.freeze", "0", "thaw")
 
     def is_frozen(self):
+        if self.skipped:
+            return False
         return (C.try_read(self.dir, "cgroup.freeze", "0") or "0").strip() == "1"
 
     # ------------------------------------------------------------------------------------------ destroy
@@ -226,6 +271,10 @@ class V2Manager:
 
         d = self.dir
         killed = False
+        if self.skipped:
+            C.remove_dirs(self.created)
+            self.created = []
+            return
         if os.path.isdir(d) and (force or d in self.created):
             if C.procs_recursive(d):
                 if os.path.exists(d + "/cgroup.kill"):
@@ -242,6 +291,8 @@ class V2Manager:
     def stats(self):
         d = self.dir
         out = {}
+        if self.skipped:
+            return out
         cur = C.to_int(C.try_read(d, "memory.current"))
         if cur is not None:
             lim = C.try_read(d, "memory.max", "max").strip()
