@@ -6,6 +6,7 @@ Layout of a container's directory:
 """
 import fcntl
 import os
+import stat
 import time
 
 from . import jsonio
@@ -13,6 +14,7 @@ from .errors import NotFoundError, OciError, StateError
 from .version import SPEC_VERSION
 
 DEFAULT_ROOT = "/run/ocirun"
+XDG_NAME = "ocirun"  # the state root of a rootless caller: $XDG_RUNTIME_DIR/ocirun (runc: .../runc)
 STATE_FILE = "state.json"
 RECOVER_FILE = "recover.json"  # pids and cgroup only: lets delete --force clean up if state.json is damaged
 START_SOCK = "start.sock"
@@ -69,9 +71,62 @@ def now_rfc3339():
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e9):09d}Z"
 
 
+def xdg_root():
+    """$XDG_RUNTIME_DIR/ocirun when runc's rule (shouldHonorXDGRuntimeDir) says the default state root lives
+    there, else None: XDG_RUNTIME_DIR is set and non-empty, and the caller is not root, or is root of a user
+    namespace whose $USER is not "root" (the host's root keeps /run/ocirun whatever its environment says)."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if not xdg:
+        return None
+    if os.geteuid() == 0 and (host_root() or os.environ.get("USER") == "root"):
+        return None
+    return os.path.join(xdg, XDG_NAME)
+
+
+def default_root():
+    """The state root used when no --root is given (see xdg_root); nothing is created."""
+    return xdg_root() or DEFAULT_ROOT
+
+
+def make_xdg_root(root):
+    """runc's step before any command when the default root is under $XDG_RUNTIME_DIR: create it (0700) and
+    set its sticky bit (the XDG spec: files there without it may be pruned)."""
+    try:
+        os.makedirs(root, mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise OciError(f"$XDG_RUNTIME_DIR: cannot create the state directory {root}: {e.strerror} (the path in "
+                       f"$XDG_RUNTIME_DIR must be writable by the user)") from None
+    try:
+        os.chmod(root, 0o1700)
+    except OSError as e:
+        raise OciError(f"$XDG_RUNTIME_DIR: cannot chmod the state directory {root}: {e.strerror} (check the "
+                       f"permissions of the path in $XDG_RUNTIME_DIR)") from None
+    check_owner(os.stat(root), root, "--root")
+
+
+def check_owner(st, path, what):
+    """A state root or a container's state directory must belong to the caller (its euid): a record someone else
+    could write would make this ocirun signal processes, remove cgroups or unmount what that record names.
+    (runc does not check; its verdict is the kernel's permission check alone.)"""
+    euid = os.geteuid()
+    if st.st_uid != euid:
+        hint = ""
+        if path == DEFAULT_ROOT and what == "--root":
+            hint = " (rootless: set XDG_RUNTIME_DIR to a directory of your own, or pass --root)"
+        raise OciError(f"{what} {path}: owned by uid {st.st_uid}, not by the caller (uid {euid}): refusing "
+                       f"to use another user's state{hint}")
+
+
+def _denied_hint(root, err):
+    """The one step that makes a rootless caller's default state root usable."""
+    if err.errno == 13 and os.geteuid() != 0 and root == DEFAULT_ROOT:
+        return " (rootless: set XDG_RUNTIME_DIR to a directory of your own, or pass --root)"
+    return ""
+
+
 class Store:
     def __init__(self, root=None):
-        self.root = os.path.abspath(root or DEFAULT_ROOT)
+        self.root = os.path.abspath(root or default_root())
 
     def dir(self, cid):
         return os.path.join(self.root, cid)
@@ -80,9 +135,15 @@ class Store:
         try:
             os.makedirs(self.root, mode=0o700, exist_ok=True)
         except OSError as e:
-            raise OciError(f"--root {self.root}: cannot create the state directory: {e.strerror}") from None
-        if not os.path.isdir(self.root):
+            raise OciError(f"--root {self.root}: cannot create the state directory: {e.strerror}"
+                           f"{_denied_hint(self.root, e)}") from None
+        try:
+            st = os.stat(self.root)
+        except OSError as e:
+            raise OciError(f"--root {self.root}: {e.strerror}") from None
+        if not stat.S_ISDIR(st.st_mode):
             raise OciError(f"--root {self.root}: not a directory")
+        check_owner(st, self.root, "--root")
 
     def new(self, cid):
         """Create ID's directory and lock it: exactly one concurrent create of an ID wins."""
@@ -94,7 +155,7 @@ class Store:
         except FileExistsError:
             raise OciError(f"container with id exists: {cid}") from None
         except OSError as e:
-            raise OciError(f"--root {self.root}: cannot create {d}: {e.strerror}") from None
+            raise OciError(f"--root {self.root}: cannot create {d}: {e.strerror}{_denied_hint(self.root, e)}") from None
         lock = Lock(d)
         lock.acquire()
         return lock
@@ -106,13 +167,20 @@ class Store:
         lock = Lock(d)
         try:
             lock.acquire(blocking)
-        except (FileNotFoundError, NotADirectoryError):
-            raise NotFoundError(f"container does not exist: {cid}") from None
         except OSError as e:
-            raise OciError(f"--root {self.root}: {e.strerror}") from None
-        if lock.gone():
+            # O_NOFOLLOW|O_DIRECTORY on a symbolic link: ELOOP or ENOTDIR
+            if e.errno in (20, 40) and os.path.islink(d):
+                raise OciError(f"container {cid}: {d} is a symbolic link, not a state directory: refusing it") from None
+            if isinstance(e, (FileNotFoundError, NotADirectoryError)):
+                raise NotFoundError(f"container does not exist: {cid}") from None
+            raise OciError(f"--root {self.root}: {e.strerror}{_denied_hint(self.root, e)}") from None
+        st = os.fstat(lock.fd)
+        if st.st_nlink == 0:
             lock.release()
             raise NotFoundError(f"container does not exist: {cid}")
+        if st.st_uid != os.geteuid():
+            lock.release()
+            check_owner(st, d, f"container {cid}: state directory")
         return lock
 
     def ids(self):
@@ -121,13 +189,16 @@ class Store:
         except (FileNotFoundError, NotADirectoryError):
             return []
         except OSError as e:
-            raise OciError(f"--root {self.root}: {e.strerror}") from None
+            raise OciError(f"--root {self.root}: {e.strerror}{_denied_hint(self.root, e)}") from None
         return sorted(n for n in names if os.path.isdir(os.path.join(self.root, n)))
 
     def read(self, cid):
         d = self.dir(cid)
         try:
             with open(os.path.join(d, STATE_FILE), "rb") as f:
+                fst = os.fstat(f.fileno())
+                if fst.st_uid != os.geteuid():
+                    check_owner(fst, os.path.join(d, STATE_FILE), f"container {cid}: state file")
                 data = f.read()
         except (FileNotFoundError, NotADirectoryError):
             if not os.path.isdir(d):
@@ -191,7 +262,8 @@ class Lock:
         self.fd = None
 
     def acquire(self, blocking=True):
-        self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        # O_NOFOLLOW: a symbolic link in the root is never taken for a container's directory
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:

@@ -124,8 +124,10 @@ def usage(out=None):
               "   --debug             enable debug logging",
               "   --log value         set the log file to write ocirun logs to (default is stderr)",
               "   --log-format value  set the log format ('text' (default), or 'json')",
-              "   --root value        root directory for storage of container state (default: \"/run/ocirun\")",
+              "   --root value        root directory for storage of container state (default: \"/run/ocirun\", or",
+              "                       \"$XDG_RUNTIME_DIR/ocirun\" for a caller that is not root)",
               "   --systemd-cgroup    enable systemd cgroup support (cgroupsPath of form \"slice:prefix:name\")",
+              "   --rootless value    ignore cgroup permission errors ('true', 'false', or 'auto') (default: \"auto\")",
               "   --help, -h          show help",
               "   --version, -v       print the version"]
     out.write("\n".join(lines) + "\n")
@@ -170,6 +172,15 @@ def run_cli(argv=None):
     """Run one ocirun command in-process and return its exit code (for tests and tools)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     from .. import log
+
+    from os import getegid, geteuid, getgid, getuid
+
+    if getuid() != geteuid() or getgid() != getegid():
+        # set-user-ID or set-group-ID: ocirun is never installed so (README "Rootless"); as such it would act
+        # with privileges its caller does not have (bundles, state and hooks are the caller's choice)
+        log.error(f"refusing to run set-user-ID or set-group-ID (real uid {getuid()}, effective uid {geteuid()}, "
+                  f"real gid {getgid()}, effective gid {getegid()}): ocirun must run with its caller's own ids")
+        return 1
 
     try:
         g, rest = parse_flags(argv, GLOBAL_FLAGS)
@@ -252,4 +263,14 @@ def need_args(args, n, cmd, usage_text, at_most=None):
 
 
 def root_of(g):
-    return g.root or None
+    """--root, or None for the default root (/run/ocirun). A caller that is not the host's root and has
+    XDG_RUNTIME_DIR set gets $XDG_RUNTIME_DIR/ocirun instead, created (0700, sticky) as runc does before any
+    command (state.xdg_root: runc's rule)."""
+    if g.root:
+        return g.root
+    from ..state import make_xdg_root, xdg_root
+
+    root = xdg_root()
+    if root is not None:
+        make_xdg_root(root)
+    return root
