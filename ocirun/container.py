@@ -21,7 +21,7 @@ class Options:
     """create/run flags (runc's)."""
 
     def __init__(self, root=None, pid_file=None, console_socket=None, no_pivot=False, no_new_keyring=False,
-                 preserve_fds=0, systemd_cgroup=False, detach=True, keep=False):
+                 preserve_fds=0, systemd_cgroup=False, detach=True, keep=False, rootless=None):
         self.root = root
         self.pid_file = pid_file
         self.console_socket = console_socket
@@ -31,6 +31,7 @@ class Options:
         self.systemd_cgroup = systemd_cgroup
         self.detach = detach
         self.keep = keep
+        self.rootless = rootless  # the global --rootless flag as given (true, false, auto; None = auto)
 
 
 class Container:
@@ -175,6 +176,10 @@ class Container:
             raise StateError(f"cannot {verb} container {self.id}: it is {status}")
         mgr = destroy.cgroup_from(st)
         if mgr is None:
+            if st.get("rootless_cgroups"):
+                raise StateError(f"cannot {verb} container {self.id}: it has no cgroup of its own (rootless: "
+                                 f"ocirun could not create one, and keeps it in the caller's cgroups; that needs "
+                                 f"a cgroup the user may write, named by linux.cgroupsPath)")
             raise StateError(f"cannot {verb} container {self.id}: it has no cgroup")
         return st, status, mgr
 

@@ -38,11 +38,17 @@ class Creator:
         self.host_mnt = False
         self.host_mounts_before = None
         self.own_dir = False  # the state dir is ours to remove (not an existing container's)
+        # runc's RootlessEUID (see rootless.py); the rootless cgroup manager is the --rootless flag's choice
+        self.rootless = os.geteuid() != 0
 
     # ------------------------------------------------------------------------------------------- checks
     def load(self, start=False):
         """Read and check config.json before anything exists (`ocirun check` runs exactly this)."""
         St.validate_id(self.c.id)
+        if self.rootless:
+            from . import rootless
+
+            rootless.check_bundle(self.bundle, os.path.join(self.bundle, "config.json"))
         self.cfg, self.no_process = preflight.read_config(self.bundle, start)
         self.rootfs = preflight.rootfs_path(self.cfg, self.bundle)
         lin = self.cfg.linux or C.Linux()
@@ -52,6 +58,8 @@ class Creator:
             self.host_mounts_before = preflight.check_host_mount_ns(lin, self.opts, self.rootfs)
         self.caps = preflight.check_process(self.cfg.process, lin)
         preflight.check_new_namespaces(self.cfg, lin, self.plan)
+        if self.rootless:
+            rootless.check_config(self.cfg, self.plan)
         preflight.socket_activation(self.cfg, self.opts)
         preflight.notify_socket(self.cfg)
         preflight.check_terminal(self.cfg, self.opts)
@@ -95,7 +103,19 @@ class Creator:
                 "cgroup": self.mgr.to_dict() if self.mgr is not None else None,
                 "cgroup_pending": self.cgroup_pending,
                 "no_new_keyring": bool(self.opts.no_new_keyring), "no_process": bool(self.no_process),
-                "host_mnt_ns": bool(self.host_mnt), "host_mounts_before": self.host_mounts_before}
+                "host_mnt_ns": bool(self.host_mnt), "host_mounts_before": self.host_mounts_before,
+                **self._rootless_fields()}
+
+    def _rootless_fields(self):
+        """Rootless runs only (a root run's record is unchanged): rootless_euid, and rootless_cgroups when the
+        container has no cgroup of its own (every hierarchy left out, cgroups.ROOTLESS)."""
+        out = {}
+        if self.rootless:
+            out["rootless_euid"] = True
+        if self.mgr is not None and not self.mgr.joined():
+            out["rootless_cgroups"] = True
+            out["cgroup"] = None
+        return out
 
     def _create(self, start, fg):
         self.created = St.now_rfc3339()
@@ -152,7 +172,9 @@ class Creator:
 
         lin = self.cfg.linux or C.Linux()
         self.mgr = cgroups.new_manager(self.c.id, lin.cgroups_path, systemd=self.opts.systemd_cgroup,
-                                       own_text=cgroups.read_own())
+                                       own_text=cgroups.read_own(),
+                                       rootless=cgroups.parse_rootless(self.opts.rootless) if not self.rootless
+                                       else cgroups.rootless_cgroups(self.opts.rootless))
         self.lock = self.store.new(self.c.id)  # an existing id fails here: _cleanup then leaves its dir alone
         self.own_dir = True
         self.cgroup_pending = self.mgr.to_create()
@@ -218,7 +240,12 @@ class Creator:
             return m
 
     def _on_userns(self, m):
-        namespaces.write_id_mappings(m["pid"], self.plan)
+        if self.rootless:
+            from . import rootless
+
+            rootless.write_id_mappings(m["pid"], self.plan)
+        else:
+            namespaces.write_id_mappings(m["pid"], self.plan)
         _send_or_read_error(self.chan, "mapped")
 
     def _on_mountsrc(self, m):

@@ -232,6 +232,10 @@ def _check_process(proc, opts):
     from . import preflight
 
     caps = preflight.check_process(proc, None, warn=False)
+    if os.geteuid() != 0:
+        from . import rootless
+
+        rootless.check_additional_gids(proc, "exec: process.user.additionalGids")
     if proc.terminal and not opts.console_socket and opts.detach:
         raise OciError("cannot allocate tty if ocirun will detach without setting console socket")
     return caps
@@ -308,6 +312,10 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts, state, no_new
         from . import seccomp
 
         sfilter = seccomp.prepare(lin.seccomp, state)
+    rootless = os.geteuid() != 0  # (before joining: the caller's euid; runc's RootlessEUID)
+    from . import process
+
+    process.set_oom_score_adj(proc.oom_score_adj)  # on the host, still dumpable (see stage1.main)
     _leave_the_host(fds, mgr, chan, console_fd, opts, sfilter)
     user_joined = any(t == "user" for t, _, _ in fds)
     _enter(fds, chan, opts)
@@ -317,16 +325,14 @@ def _exec_child(cfg, proc, caps, fds, mgr, chan, console_fd, opts, state, no_new
         from . import terminal
 
         terminal.attach(proc.console_size, console_fd, chan)
-    from . import process
-
-    process.set_oom_score_adj(proc.oom_score_adj)
     path, env = process.prepare_exec(proc, sys)
     if not no_new_keyring:
         try:  # the container's session keyring (named by its id), as the init joined it
             sys.join_session_keyring(state["id"])
         except OSError:
             pass
-    sfilter = process.become(proc, caps, lin, sfilter, sys, namespaces.setgroups_allowed(user_joined))
+    sfilter = process.become(proc, caps, lin, sfilter, sys,
+                             not rootless and namespaces.setgroups_allowed(user_joined))
     process.set_cpu_affinity(proc, "final")
     process.reset_signals()
     process.exec_process(path, proc.args, env, opts.preserve_fds, sys,
@@ -365,7 +371,7 @@ def _leave_the_host(fds, mgr, chan, console_fd, opts, sfilter):
     if dirs:
         _join_cgroup_dirs(dirs, os.getpid())
     elif mgr is not None:
-        mgr.add_pid(os.getpid())
+        mgr.add_pid(os.getpid(), exec_=True)
     process.reset_affinity(0, mgr)
 
 

@@ -21,7 +21,6 @@ def run(cr, chan, start):
     init = Init(cr, chan)
     init.begin()
     init.set_names()
-    process.set_oom_score_adj(init.proc.oom_score_adj)
     init.prepare_root()
     init.mount_all()
     init.ensure_placed()
@@ -93,7 +92,8 @@ class Init:
         ctx.cgroup_ns = "cgroup" in cr.plan.new
         ctx.ensure_placed = self.ensure_placed
         ctx.idmap_fds = cr.idmap_fds
-        if cr.plan.in_user:
+        if cr.plan.in_user and not cr.rootless:
+            # (rootless, as runc: the parent could not join our mount namespace; we have the caller's access)
             ctx.open_source = self._open_source
         if cr.idmap_specs:
             ctx.open_idmapped = self._open_idmapped
@@ -256,8 +256,9 @@ class Init:
             except OSError as e:
                 if e.errno not in (38, 1, 13, 122):  # ENOSYS, EPERM, EACCES, EDQUOT: as runc, not fatal
                     raise OciError(f"cannot join a new session keyring: {os.strerror(e.errno)}") from None
+        # rootless: supplementary groups are left as they are, even where setgroups is allowed (runc's setupUser)
         self.sfilter = process.become(proc, cr.caps, self.lin, self.sfilter, self.sys,
-                                      namespaces.setgroups_allowed(cr.plan.in_user))
+                                      not cr.rootless and namespaces.setgroups_allowed(cr.plan.in_user))
 
     def ready_and_wait_start(self):
         """Created: report ready, then wait for `start` (on the start.sock the parent bound, for `create`)."""

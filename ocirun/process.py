@@ -55,7 +55,7 @@ def set_oom_score_adj(value):
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(value))
     except OSError as e:
-        hint = " (lowering it needs CAP_SYS_RESOURCE)" if e.errno == 13 else ""
+        hint = " (lowering it below the current value needs CAP_SYS_RESOURCE)" if e.errno == 13 else ""
         raise OciError(f"process.oomScoreAdj: cannot set {value}: {e.strerror}{hint}") from None
 
 
@@ -652,8 +652,14 @@ def stdio_pipes(plan):
         for fd in (r0, w1, w2):
             try:
                 os.fchown(fd, uid if uid is not None else -1, gid if gid is not None else -1)
-            except OSError:
-                pass
+            except OSError as e:
+                # rootless, the container's root another uid than the caller's: as runc (which refuses at the
+                # same fchown), since its root could not reopen /dev/stdout and the like
+                for x in (r0, w0, r1, w1, r2, w2):
+                    os.close(x)
+                raise OciError(f"cannot give the container's root (host uid {uid}, gid {gid}) its stdio pipes: "
+                               f"fchown: {e.strerror} (rootless: map your own uid and gid to 0, or run it "
+                               f"detached or with a terminal)") from None
     for fd in (w0, r1, r2):
         os.set_inheritable(fd, False)
     return [r0, w1, w2], [w0, r1, r2]

@@ -50,18 +50,31 @@ def default_spec(rootless=False):
         },
     }
     if rootless:
-        lin = spec["linux"]
-        lin.pop("resources")
-        lin["uidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
-        lin["gidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
-        lin["namespaces"] = [{"type": t} for t in ("pid", "ipc", "uts", "mount") + _cgroupns() + ("user",)]
-        mounts = [m for m in spec["mounts"] if m["destination"] not in ("/sys/fs/cgroup",)]
-        for m in mounts:
-            if m["destination"] == "/sys":
-                m.update(type="none", source="/sys", options=["rbind", "nosuid", "noexec", "nodev", "ro"])
-            if m["destination"] == "/dev/pts":
-                m["options"] = [o for o in m["options"] if o != "gid=5"]
-        spec["mounts"] = mounts
+        to_rootless(spec)
+    return spec
+
+
+def to_rootless(spec):
+    """runc's specconv.ToRootless: a config for the calling user (euid != 0): no network namespace, a user
+    namespace mapping the caller's euid/egid to 0 (one id each), /sys a read-only rbind of the host's (sysfs
+    needs a network namespace of the container's own), no uid=/gid= mount options, no linux.resources."""
+    import os
+
+    lin = spec["linux"]
+    lin["namespaces"] = [ns for ns in lin["namespaces"] if ns["type"] not in ("network", "user")] + [{"type": "user"}]
+    lin["uidMappings"] = [{"containerID": 0, "hostID": os.geteuid(), "size": 1}]
+    lin["gidMappings"] = [{"containerID": 0, "hostID": os.getegid(), "size": 1}]
+    mounts = []
+    for m in spec["mounts"]:
+        if m["destination"].rstrip("/") == "/sys":
+            mounts.append({"destination": "/sys", "type": "none", "source": "/sys",
+                           "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]})
+            continue
+        if "options" in m:
+            m["options"] = [o for o in m["options"] if not o.startswith(("gid=", "uid="))]
+        mounts.append(m)
+    spec["mounts"] = mounts
+    lin.pop("resources", None)
     return spec
 
 

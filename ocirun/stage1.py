@@ -14,6 +14,11 @@ def main(cr, chan, join_fds, start, parent):
     """The child of the parent's fork. Never returns."""
     try:
         _detach_from_caller(cr, chan, join_fds, parent)
+        # first, on the host and as the caller (runc's nsexec stage 0): once non-dumpable in a user namespace,
+        # /proc/self/oom_score_adj belongs to the host's root, which a rootless caller is not
+        from . import process
+
+        process.set_oom_score_adj(cr.cfg.process.oom_score_adj)
         # Everything the stages import is imported now, on the host and as its root: after pivot_root the
         # host's Python is gone, and in a new user namespace the stage runs as an unmapped uid that may not
         # read the interpreter's stdlib. (The parent never loads ctypes or these modules.)

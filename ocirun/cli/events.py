@@ -38,6 +38,12 @@ def run(g, fl, args):
     if fl.stats:
         emit("stats", c.stats())
         return 0
+    try:
+        c.stats()
+    except OciError:
+        # a live container without a cgroup of its own (rootless) is an error now, not an empty stream
+        if c.status() in ("running", "created", "paused"):
+            raise
     import gc
 
     gc.enable()  # a long-running verb (main() turns the collector off for the short ones)
