@@ -1,10 +1,9 @@
 """Rootless podman for driving OCI runtimes as an unprivileged user, on the shared engine test bed (enginebed.py).
 
-The bed creates a real unprivileged user (useradd; subordinate uid/gid ranges as useradd allocates them from
-/etc/login.defs, or one free range added with usermod when it allocates none), its home in the bed's dir
-(BASE/home) and its XDG_RUNTIME_DIR (/run/user/UID, 0700, as a login would make it), and runs every podman call as
-that user (EngineBed.client_user) with a login-like environment (HOME, USER, LOGNAME, PATH, XDG_RUNTIME_DIR; no
-CONTAINERS_* variables): podman reads the user's own configuration, as it would for anyone:
+The bed makes the suite's test user (_rootless_user.create_user: useradd with its home /home/NAME, the
+subordinate uid/gid ranges useradd allocates, /run/user/UID as XDG_RUNTIME_DIR) and runs every podman call as
+that user (EngineBed.client_user) with its login environment (HOME, USER, LOGNAME, SHELL, PATH, XDG_RUNTIME_DIR;
+no CONTAINERS_* variables): podman reads the user's own configuration, as it would for anyone:
 
     ~/.config/containers/containers.conf   [engine.runtimes] names each runtime under test (ocirun, runc) by its
                                            path, runtime = "ocirun", runtime_supports_json lists both, cgroupfs
@@ -18,7 +17,8 @@ The image is the bed's busybox OCI archive (enginebed.write_oci_archive, nothing
 as the user, so it lands in the user's storage; runs use --pull=never. Every podman call names its runtime with
 --runtime NAME (crun refuses this host), NAME being a key of [engine.runtimes]. The runtimes are wrapped by the
 bed's logging wrapper (BASE/wrap/NAME, its log BASE/runtime-calls.log writable by the user; OCIRUN_TEST_WRAP=0: the
-runtime's own path is named instead).
+runtime's own path is named instead). BASE (/tmp/ocirun-podman-rootless-XXXX) also holds the tests' bind-mount
+sources.
 
 Rootless podman's default network is slirp4netns (Debian's slirp4netns; podman 4.3 has no pasta). slirp4netns
 opens /dev/net/tun inside the container's user namespace, which needs the node's usual mode 0666 (udev's rule on
@@ -27,11 +27,12 @@ original mode back at teardown.
 
 Teardown: `podman rm -af`, `podman rmi -af`, `podman system reset -f` (storage, the pause process) as the user,
 then every process left whose uid is the user's or one of its subordinate ids (the pause process, catatonit
--P where installed, slirp4netns, rootlessport, conmon, containers) is reported and killed, runtime state left under
-$XDG_RUNTIME_DIR/<runtime>/ID is reported and removed, the bed's dir goes, then the user (userdel, which also
-drops its /etc/subuid and /etc/subgid lines), its XDG_RUNTIME_DIR, podman's shm lock
-(/dev/shm/libpod_rootless_lock_UID), and the tun node's mode. leaks() also looks for the user, its subordinate
-ranges, its processes, and files owned by any of its ids under /tmp, /var/tmp, /run, /dev/shm.
+-P where installed, slirp4netns, rootlessport, conmon, containers) is reported and killed, runtime state left
+under $XDG_RUNTIME_DIR/<runtime>/ID is reported and removed, BASE goes, then the user (_rootless_user: userdel
+--remove, its /etc/subuid and /etc/subgid lines, its XDG_RUNTIME_DIR), podman's shm lock
+(/dev/shm/libpod_rootless_lock_UID), and the tun node's mode. leaks() also looks for the user, its home, its
+subordinate ranges, its processes, and files owned by any of its ids under /tmp, /var/tmp, /run, /dev/shm (but
+those that carried its ids before the bed ran anything as the user: an earlier user may have had them).
 
 This file has no pytest dependency; `python podman_rootless_env.py --runtime PATH -- run --rm IMAGE id` runs one
 podman command (with --runtime ocirun) as a throwaway user and tears everything down.
@@ -40,12 +41,11 @@ import os
 import pwd
 import shutil
 import stat
-import subprocess
 import sys
 import time
-import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _rootless_user as ru  # noqa: E402
 import enginebed  # noqa: E402
 from enginebed import HostSnapshot, default_runtime  # noqa: E402,F401  (used by the tests)
 
@@ -53,7 +53,6 @@ IMAGE = "localhost/ocirun-busybox:test"
 TUN = "/dev/net/tun"
 USER_PREFIX = "ocprl"          # + 6 hex digits: the test user's name
 TOOLS = ("podman", "conmon", "newuidmap", "newgidmap", "useradd", "userdel", "usermod")
-LOGIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def runc_path():
@@ -69,120 +68,40 @@ def missing_requirements(runtime):
 
 
 # ------------------------------------------------------------------------------------------- the user
-def read_subids(path, user):
-    """[(start, count)] of `user` (a RootlessUser) in /etc/subuid or /etc/subgid, in file order (the order
-    newuidmap/newgidmap and podman use), lines naming the user or its uid."""
-    keys = {user.name, str(user.uid)}
-    out = []
-    try:
-        with open(path) as f:
-            for line in f:
-                parts = line.strip().split(":")
-                if len(parts) == 3 and parts[0] in keys:
-                    out.append((int(parts[1]), int(parts[2])))
-    except OSError:
-        pass
-    return out
-
-
-def _all_subid_ends():
-    end = 100000
-    for path in ("/etc/subuid", "/etc/subgid"):
-        try:
-            with open(path) as f:
-                for line in f:
-                    parts = line.strip().split(":")
-                    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-                        end = max(end, int(parts[1]) + int(parts[2]))
-        except OSError:
-            pass
-    return end
-
-
 class RootlessUser:
-    """A real unprivileged user made for one test session (useradd), its subordinate ids and XDG_RUNTIME_DIR.
+    """The suite's test user (_rootless_user.create_user: useradd with a home in /home, subordinate ranges,
+    /run/user/UID; all removed on exit) with what the podman bed needs on top of it: every subordinate range
+    (podman maps them all; _rootless_user.User keeps the first), the id map of podman's rootless namespace,
+    host ids of the container's ids, and leak checks.
 
-    The fields are what a caller needs: name, uid, gid, home, xdg_runtime_dir, subuids, subgids ([(start, count)]).
+    Fields: name, uid, gid, home, xdg_runtime_dir, subuids, subgids ([(start, count)], file order).
     """
 
-    def __init__(self, name, home):
-        self.name = name
-        self.home = home
-        self.uid = self.gid = None
-        self.xdg_runtime_dir = None
+    def __init__(self, prefix=USER_PREFIX):
+        self._cm = ru.create_user(prefix)
+        self.shared = None  # the _rootless_user.User
+        self.name = self.uid = self.gid = self.home = self.xdg_runtime_dir = None
         self.subuids = []
         self.subgids = []
-        self.created = False   # useradd ran and userdel has not
-        self.made_xdg = False  # the XDG_RUNTIME_DIR is ours (made here): removed at remove(), a leak if left
 
-    # -- create / remove
     def create(self):
-        subprocess.run(["useradd", "--no-create-home", "--home-dir", self.home, "--shell", "/bin/sh",
-                        "--user-group", self.name], check=True, capture_output=True, text=True)
-        self.created = True
-        pw = pwd.getpwnam(self.name)
-        self.uid, self.gid = pw.pw_uid, pw.pw_gid
-        os.makedirs(self.home, mode=0o755, exist_ok=True)
-        os.chown(self.home, self.uid, self.gid)
-        self.subuids = read_subids("/etc/subuid", self)
-        self.subgids = read_subids("/etc/subgid", self)
+        u = self.shared = self._cm.__enter__()
+        self.name, self.uid, self.gid, self.home, self.xdg_runtime_dir = u.name, u.uid, u.gid, u.home, u.xdg
+        self.subuids = ru.read_subids("/etc/subuid", u.name, u.uid)
+        self.subgids = ru.read_subids("/etc/subgid", u.name, u.uid)
         if not self.subuids or not self.subgids:
-            # useradd allocated none (SUB_UID_COUNT=0 or a system without the automatic allocation): one range
-            # of 65536 after every range already given out
-            start = _all_subid_ends()
-            rng = f"{start}-{start + 65535}"
-            args = []
-            if not self.subuids:
-                args += ["--add-subuids", rng]
-            if not self.subgids:
-                args += ["--add-subgids", rng]
-            subprocess.run(["usermod", *args, self.name], check=True, capture_output=True, text=True)
-            self.subuids = read_subids("/etc/subuid", self)
-            self.subgids = read_subids("/etc/subgid", self)
-        if not self.subuids or not self.subgids:
-            raise RuntimeError(f"user {self.name} has no subordinate ids after useradd/usermod")
-        xdg = f"/run/user/{self.uid}"
-        if os.path.lexists(xdg):
-            raise RuntimeError(f"{xdg} already exists (left by an earlier user with uid {self.uid}?); the bed does "
-                               f"not reuse or remove a directory it did not make")
-        os.makedirs("/run/user", mode=0o755, exist_ok=True)
-        os.mkdir(xdg, 0o700)
-        self.made_xdg = True
-        os.chown(xdg, self.uid, self.gid)
-        os.chmod(xdg, 0o700)
-        self.xdg_runtime_dir = xdg
+            raise RuntimeError(f"user {u.name} has no subordinate ids")
         return self
 
     def remove(self):
-        """userdel (retried while the kernel still lists its processes), the XDG_RUNTIME_DIR; [problems]."""
-        problems = []
-        if self.created:
-            err = ""
-            for _ in range(50):
-                res = subprocess.run(["userdel", self.name], capture_output=True, text=True)
-                if res.returncode == 0:
-                    err = ""
-                    break
-                err = res.stderr.strip()
-                if "currently used by process" not in err:
-                    break
-                time.sleep(0.1)
-            if err:
-                problems.append(f"userdel {self.name}: {err}")
-                res = subprocess.run(["userdel", "--force", self.name], capture_output=True, text=True)
-                if res.returncode != 0:
-                    problems.append(f"userdel --force {self.name}: {res.stderr.strip()}")
-            self.created = False
-            for path in ("/etc/subuid", "/etc/subgid"):
-                if read_subids(path, self):
-                    problems.append(f"{path} still has {self.name}'s ranges after userdel")
-        if self.made_xdg and os.path.lexists(self.xdg_runtime_dir):
-            shutil.rmtree(self.xdg_runtime_dir, ignore_errors=True)
-            if os.path.lexists(self.xdg_runtime_dir):
-                problems.append(f"{self.xdg_runtime_dir} not removed")
-        return problems
+        """_rootless_user's removal (its processes killed, XDG_RUNTIME_DIR, userdel --remove, subordinate lines);
+        [problems]: what of it is still there."""
+        if self.shared is None:
+            return []
+        self.shared, cm = None, self._cm
+        cm.__exit__(None, None, None)
+        return self.leaks()
 
-    # -- ids
     def owned_ids(self):
         """(uids, gids): [(start, count)] the user owns on the host: its own id and its subordinate ranges."""
         return [(self.uid, 1), *self.subuids], [(self.gid, 1), *self.subgids]
@@ -205,21 +124,23 @@ class RootlessUser:
 
     def env(self):
         """A login's environment (what podman would get from a shell of this user)."""
-        return {"HOME": self.home, "USER": self.name, "LOGNAME": self.name, "PATH": LOGIN_PATH,
-                "XDG_RUNTIME_DIR": self.xdg_runtime_dir, "LANG": "C.UTF-8", "SHELL": "/bin/sh"}
+        return self.shared.env()
 
     def leaks(self):
         found = []
+        if self.name is None:
+            return found
         try:
             pwd.getpwnam(self.name)
             found.append(f"user {self.name} still exists")
         except KeyError:
             pass
         for path in ("/etc/subuid", "/etc/subgid"):
-            if read_subids(path, self):
+            if ru.read_subids(path, self.name, self.uid):
                 found.append(f"{path} still has {self.name}'s ranges")
-        if self.made_xdg and os.path.lexists(self.xdg_runtime_dir):
-            found.append(f"{self.xdg_runtime_dir} still exists")
+        for d in (self.xdg_runtime_dir, self.home):
+            if d and os.path.lexists(d):
+                found.append(f"{d} still exists")
         return found
 
 
@@ -304,14 +225,18 @@ class PodmanRootlessEnv(enginebed.EngineBed):
         self.user = None
         self.bed_runtime = "runc" if "runc" in runtimes else next(iter(runtimes))  # for the bed's own calls
         self.tun_mode = None   # the tun node's mode before the bed changed it (None: unchanged)
-        self.names = set()     # container names the tests gave
+        self.preexisting = set()  # files owned by the user's ids before the bed ran anything as the user
 
     # -- setup
     def setup(self):
         self.make_base("wrap", "vols")
-        self.user = RootlessUser(f"{USER_PREFIX}{uuid.uuid4().hex[:6]}", self.p("home"))
+        self.user = RootlessUser()
         self.user.create()
         u = self.user
+        # files that already carry the new user's ids (left by an earlier user with the same uid or ranges)
+        # are not this bed's
+        ours = (self.base + "/", u.xdg_runtime_dir)
+        self.preexisting = {p for p in files_of_ids(u.owned_ids()[0]) if not p.startswith(ours)}
         self.client_user = (u.uid, u.gid)
         self.client_cwd = u.home
         self.env = u.env()
@@ -322,7 +247,7 @@ class PodmanRootlessEnv(enginebed.EngineBed):
         conf = os.path.join(u.home, ".config", "containers")
         self.graphroot = os.path.join(u.home, ".local", "share", "containers", "storage")
         self.runroot = os.path.join(u.xdg_runtime_dir, "containers")
-        os.makedirs(conf)
+        os.makedirs(conf, exist_ok=True)
         runtimes = "\n".join(f'{n} = ["{p}"]' for n, p in self.runtimes.items())
         supports_json = sorted({"crun", "runc", *self.runtimes})
         _write(os.path.join(conf, "containers.conf"), f"""\
@@ -493,7 +418,8 @@ runroot = "{self.runroot}"
         found += self.user.leaks()
         if self.user.uid is not None:
             uids = self.user.owned_ids()[0]
-            found += [f"file owned by {self.user.name} or its subordinate ids: {p}" for p in files_of_ids(uids)]
+            found += [f"file owned by {self.user.name} or its subordinate ids: {p}" for p in files_of_ids(uids)
+                      if p not in self.preexisting]
             if os.path.lexists(f"/dev/shm/libpod_rootless_lock_{self.user.uid}"):
                 found.append(f"/dev/shm/libpod_rootless_lock_{self.user.uid} left")
         if self.tun_mode is not None:
