@@ -57,6 +57,7 @@ class Init:
         self.applied_pending = False
         self.ctx = None
         self.exe = self.env = None
+        self.became = False
 
     def begin(self):
         """The parent's record names us (from here on delete --force finds us); a session of our own; as pid 1
@@ -246,6 +247,9 @@ class Init:
         CAP_SYS_ADMIN (no noNewPrivileges). startContainer hooks run after it, as the process about to be
         exec'd. Leaves in self.sfilter the filter still to load (at exec)."""
         cr, proc = self.cr, self.proc
+        self.became = True
+        if cr.rootless:
+            self._dumpable_rootless()
         if not cr.opts.no_new_keyring:
             if proc.selinux_label:
                 from . import lsm
@@ -260,8 +264,18 @@ class Init:
         self.sfilter = process.become(proc, cr.caps, self.lin, self.sfilter, self.sys,
                                       not cr.rootless and namespaces.setgroups_allowed(cr.plan.in_user))
 
+    def _dumpable_rootless(self):
+        """Rootless, the init is dumpable again from here, as runc's is: `exec` before `start` (the caller, same
+        uid) must open /proc/<init>/ns/*, which non-dumpable gives to the host's root only. Nothing here is more
+        than the caller's own (the host's Python is root's, not theirs to change). Done before the user switch,
+        which makes a process non-dumpable again when it changes the uid: then exec before start fails, as
+        under runc. (The container process's exec makes it dumpable anyway.)"""
+        self.sys.prctl(S.PR_SET_DUMPABLE, 1)
+
     def ready_and_wait_start(self):
         """Created: report ready, then wait for `start` (on the start.sock the parent bound, for `create`)."""
+        if self.cr.rootless and not self.became:
+            self._dumpable_rootless()
         trace("init: ready")
         self.chan.send("ready")
         listen_fd = self.cr.listen_fd

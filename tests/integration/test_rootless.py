@@ -292,12 +292,30 @@ def test_detached_exec_kill_delete(rl):
 
 
 def test_create_start_as_the_user(rl):
-    """create, then start, then the foreground's output: the step-by-step cycle."""
+    """create, exec into the created container, start, then the foreground's output: the step-by-step cycle.
+    exec before start works as under runc where the process is the caller's uid; where its uid is a
+    subordinate one (the init switched to it, which made it non-dumpable) both refuse it until start."""
+    for rt in ("ocirun", "runc"):
+        for edit in (None, _multi(rl.user, rl.user.subuid)):
+            x = rl.cid(rt[0])
+            bx = rl.bundle(["sleep", "30"], edit)
+            _ok(rl.run(rt, "create", "--bundle", bx, x))
+            e = rl.run(rt, "exec", x, "sh", "-c", "id -u; cat /proc/self/uid_map | wc -l")
+            if edit is None:
+                assert _ok(e).stdout.split() == ["0", "1"], (rt, e.stdout)
+            else:
+                _refused(e, "/ns/user", "ermission denied")
+                _ok(rl.run(rt, "start", x))
+                e = _ok(rl.run(rt, "exec", x, "sh", "-c", "id -u; cat /proc/self/uid_map | wc -l"))
+                assert e.stdout.split() == ["1000", "2"], (rt, e.stdout)  # (the process's user)
+            _ok(rl.run(rt, "delete", "--force", x))
     b = rl.bundle(["sh", "-c", "echo started-as-$(id -u)"])
     out = os.path.join(rl.scratch("out"), "o")
     c = rl.cid("cs")
     _ok(rl.ocirun("create", "--bundle", b, c, stdout=out))
     assert json.loads(_ok(rl.ocirun("state", c)).stdout)["status"] == "created"
+    # exec before start (runc's created init allows it too)
+    assert _ok(rl.ocirun("exec", c, "id", "-u")).stdout == "0\n"
     _ok(rl.ocirun("start", c))
     deadline = time.monotonic() + 10
     while "started-as-0" not in open(out).read():
