@@ -102,7 +102,10 @@ class Init:
         for i, m in enumerate(self.cfg.mounts):
             mounts.mount_one(root, m, i, ctx)
         if devices.needs_dev_setup(self.cfg.mounts):
-            devices.create_devices(root, self.lin.devices, cr.plan.in_user)
+            # in a user namespace (the container's, or one we run in: rootless podman runs the runtime as root of
+            # its own) mknod is not permitted: devices are bind mounts of the host's nodes (runc: useBindMount =
+            # userns.RunningInUserNS() || NEWUSER)
+            devices.create_devices(root, self.lin.devices, cr.plan.in_user or namespaces.running_in_userns())
             devices.create_symlinks(root)
         # else /dev is a bind mount of a host directory: nothing is made, changed or removed in it, linux.devices
         # included (runc the same): those are the host's own nodes (chmod, chown or unlink there acts on the host)

@@ -277,3 +277,13 @@ def _run_tool(argv):
     os.close(r)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status), err.decode(errors="replace").strip().replace("\n", " | ")
+
+
+def running_in_userns():
+    """Whether this process is in a user namespace other than the host's (runc's userns.RunningInUserNS): its
+    uid_map is not the full identity map."""
+    try:
+        with open("/proc/self/uid_map", "rb") as f:
+            return f.read().split() != [b"0", b"0", b"4294967295"]
+    except OSError:
+        return False
