@@ -227,57 +227,40 @@ def _plan_cpu_v1(cpu, ops):
 
 
 def _cpu_quota_v1(quota, period):
-    F = RES + ".cpu"
-
-    def run(d, mgr):
-        p = str(period) if period else ""
-        if p:
-            try:
-                write_file(d, "cpu.cfs_period_us", p)
-                p = ""
-            except OSError as e:
-                # The new period may be incompatible with the current quota: set the quota first, then retry.
-                if e.errno != 22 or not quota:
-                    raise err_write(F + ".period", "cpu.cfs_period_us", p, e) from None
-        if quota:
-            try:
-                write_file(d, "cpu.cfs_quota_us", str(quota))
-            except OSError as e:
-                raise err_write(F + ".quota", "cpu.cfs_quota_us", str(quota), e) from None
-            if p:
-                try:
-                    write_file(d, "cpu.cfs_period_us", p)
-                except OSError as e:
-                    raise err_write(F + ".period", "cpu.cfs_period_us", p, e) from None
-    return run
+    return _period_first(RES + ".cpu.period", "cpu.cfs_period_us", period,
+                         RES + ".cpu.quota", "cpu.cfs_quota_us", quota)
 
 
 def _cpu_rt_v1(period, runtime):
-    """cpu.rt_period_us and cpu.rt_runtime_us (last, as runc's SetRtSched). The kernel refuses a period below
-    the current runtime (and a runtime above the current period): the period is written first, and if the
-    kernel refuses it (EINVAL) while a runtime is to be set too, the runtime goes first and the period is
-    written again (lowering both: runtime, then period; raising both: period, then runtime)."""
-    F = RES + ".cpu"
+    """cpu.rt_period_us and cpu.rt_runtime_us (last, as runc's SetRtSched)."""
+    return _period_first(RES + ".cpu.realtimePeriod", "cpu.rt_period_us", period,
+                         RES + ".cpu.realtimeRuntime", "cpu.rt_runtime_us", runtime)
 
+
+def _period_first(pfield, pfile, period, vfield, vfile, value):
+    """A period and the value bounded by it (CFS quota, realtime runtime). The kernel refuses a period that the
+    current value does not fit (a quota or runtime above it): the period is written first, and if the kernel
+    refuses it (EINVAL) while a value is to be set too, the value goes first and the period is written again
+    (lowering both: value, then period; raising both: period, then value)."""
     def run(d, mgr):
         p = str(period) if period else ""
         if p:
             try:
-                write_file(d, "cpu.rt_period_us", p)
+                write_file(d, pfile, p)
                 p = ""
             except OSError as e:
-                if e.errno != 22 or not runtime:
-                    raise err_write(F + ".realtimePeriod", "cpu.rt_period_us", p, e) from None
-        if runtime:
+                if e.errno != 22 or not value:
+                    raise err_write(pfield, pfile, p, e) from None
+        if value:
             try:
-                write_file(d, "cpu.rt_runtime_us", str(runtime))
+                write_file(d, vfile, str(value))
             except OSError as e:
-                raise err_write(F + ".realtimeRuntime", "cpu.rt_runtime_us", str(runtime), e) from None
+                raise err_write(vfield, vfile, str(value), e) from None
             if p:
                 try:
-                    write_file(d, "cpu.rt_period_us", p)
+                    write_file(d, pfile, p)
                 except OSError as e:
-                    raise err_write(F + ".realtimePeriod", "cpu.rt_period_us", p, e) from None
+                    raise err_write(pfield, pfile, p, e) from None
     return run
 
 
