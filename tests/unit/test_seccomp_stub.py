@@ -195,27 +195,11 @@ def test_every_architecture_at_once_fits_the_short_jumps():
 
 # ============================================================================ the stub, in the kernel
 def _in_child(flt, probe):
-    """Fork; the child sets no_new_privs, loads `flt` and sends repr(probe()) back over a pipe."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        try:
-            from ocirun import syscalls as S
-            S.SYS.prctl(S.PR_SET_NO_NEW_PRIVS, 1)
-            flt.load()
-            res = probe()
-        except BaseException as e:  # noqa: BLE001
-            res = f"error: {e}"
-        os.write(w, repr(res).encode())
-        os._exit(0)
-    os.close(w)
-    out = b""
-    while chunk := os.read(r, 4096):
-        out += chunk
-    os.close(r)
-    _, status = os.waitpid(pid, 0)
-    return out.decode(), status
+    """Fork; the child sets no_new_privs, loads `flt` and sends repr(probe()) back over a pipe (the helper of
+    test_seccomp.py, the same module pytest imported)."""
+    from test_seccomp import _in_child as in_child
+
+    return in_child(flt, probe)
 
 
 def test_newer_syscall_gets_enosys_in_a_real_filter(tmp_path, monkeypatch):
