@@ -22,8 +22,8 @@ sources.
 
 Rootless podman's default network is slirp4netns (Debian's slirp4netns; podman 4.3 has no pasta). slirp4netns
 opens /dev/net/tun inside the container's user namespace, which needs the node's usual mode 0666 (udev's rule on
-a Debian host); this VM has no udev and leaves it 0600, so the bed sets 0666 for its lifetime and puts the
-original mode back at teardown.
+a Debian host); this VM has no udev and leaves it 0600, so the bed sets 0666 for its lifetime and the last bed
+running puts the original mode back (tun_acquire/tun_release: beds of concurrent sessions count each other).
 
 Teardown: `podman rm -af`, `podman rmi -af`, `podman system reset -f` (storage, the pause process) as the user,
 then every process left whose uid is the user's or one of its subordinate ids (the pause process, catatonit
@@ -43,14 +43,16 @@ import shutil
 import stat
 import sys
 import time
+import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _rootless_user as ru  # noqa: E402
 import enginebed  # noqa: E402
-from enginebed import HostSnapshot, default_runtime  # noqa: E402,F401  (used by the tests)
+from enginebed import default_runtime  # noqa: E402
 
 IMAGE = "localhost/ocirun-busybox:test"
 TUN = "/dev/net/tun"
+TUN_STATE = "/run/ocirun-tests-tun"  # while beds use the node: "mode" (its mode before) and one file per bed
 USER_PREFIX = "ocprl"          # + 6 hex digits: the test user's name
 TOOLS = ("podman", "conmon", "newuidmap", "newgidmap", "useradd", "userdel", "usermod")
 
@@ -210,6 +212,103 @@ def files_of_ids(uids, tops=("/tmp", "/var/tmp", "/run", "/dev/shm", "/dev/mqueu
     return found
 
 
+# ------------------------------------------------------------------------------------------- /dev/net/tun
+# slirp4netns needs the node 0666 (see the module doc). Several beds may run at once (two pytest sessions): the
+# first one that finds the node closed records its mode and opens it, each registers itself, and the last one
+# to leave puts the recorded mode back. All under an exclusive flock on /dev/net (nothing left on the host once
+# the last bed is gone: TUN_STATE is removed with its last entry). A bed that died without releasing is pruned
+# by the next one (its pid is gone).
+def _tun_locked(fn):
+    import fcntl
+
+    fd = os.open(os.path.dirname(TUN), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fn()
+    finally:
+        os.close(fd)
+
+
+def _tun_users():
+    """Live entries of TUN_STATE (PID.TOKEN; those of dead pids are removed)."""
+    live = []
+    try:
+        names = os.listdir(TUN_STATE)
+    except OSError:
+        return live
+    for n in names:
+        if n == "mode":
+            continue
+        pid = n.partition(".")[0]
+        if pid.isdigit() and os.path.exists(f"/proc/{pid}"):
+            live.append(n)
+        else:
+            os.unlink(os.path.join(TUN_STATE, n))
+    return live
+
+
+def _tun_recorded():
+    try:
+        with open(os.path.join(TUN_STATE, "mode")) as f:
+            return int(f.read(), 8)
+    except (OSError, ValueError):
+        return None
+
+
+def _tun_restore():
+    """No bed left: the recorded mode back, TUN_STATE removed."""
+    mode = _tun_recorded()
+    if mode is not None and os.path.exists(TUN):
+        os.chmod(TUN, mode)
+    shutil.rmtree(TUN_STATE, ignore_errors=True)
+
+
+def tun_acquire():
+    """Make /dev/net/tun 0666 for this bed; returns its token, or None when nothing was needed (no node, or the
+    node already 0666 with no bed having changed it)."""
+    def locked():
+        if not os.path.exists(TUN):
+            return None  # no tun device: the default-network test says so
+        users = _tun_users()
+        if not users and os.path.exists(TUN_STATE):
+            _tun_restore()  # every bed that opened it died: back to what it was
+        mode = stat.S_IMODE(os.stat(TUN).st_mode)
+        if not users and mode & 0o666 == 0o666:
+            return None
+        os.makedirs(TUN_STATE, mode=0o700, exist_ok=True)
+        if _tun_recorded() is None:
+            with open(os.path.join(TUN_STATE, "mode"), "w") as f:
+                f.write(oct(mode))
+        os.chmod(TUN, mode | 0o666)
+        token = f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        open(os.path.join(TUN_STATE, token), "w").close()
+        return token
+
+    return _tun_locked(locked)
+
+
+def tun_release(token):
+    def locked():
+        try:
+            os.unlink(os.path.join(TUN_STATE, token))
+        except OSError:
+            pass
+        if not _tun_users():
+            _tun_restore()
+
+    _tun_locked(locked)
+
+
+def tun_leaks():
+    """The node still opened (or TUN_STATE still there) with no bed using it."""
+    def locked():
+        if _tun_users() or not os.path.exists(TUN_STATE):
+            return []
+        return [f"{TUN_STATE} left with no bed using {TUN} (recorded mode {oct(_tun_recorded() or 0)})"]
+
+    return _tun_locked(locked)
+
+
 # ------------------------------------------------------------------------------------------- the bed
 class PodmanRootlessEnv(enginebed.EngineBed):
     """Rootless podman as a throwaway user; runtimes {name: path} (default: ocirun and runc)."""
@@ -224,7 +323,7 @@ class PodmanRootlessEnv(enginebed.EngineBed):
         self.image = IMAGE
         self.user = None
         self.bed_runtime = "runc" if "runc" in runtimes else next(iter(runtimes))  # for the bed's own calls
-        self.tun_mode = None   # the tun node's mode before the bed changed it (None: unchanged)
+        self.tun_token = None  # this bed's entry in TUN_STATE while it holds /dev/net/tun at 0666
         self.preexisting = set()  # files owned by the user's ids before the bed ran anything as the user
 
     # -- setup
@@ -272,22 +371,13 @@ runroot = "{self.runroot}"
         for d, _dirs, files in os.walk(os.path.join(u.home, ".config")):
             for x in [d, *(os.path.join(d, f) for f in files)]:
                 os.chown(x, u.uid, u.gid)
-        self._open_tun()
+        self.tun_token = tun_acquire()
         self.import_image("oci", self._load)
         return self
 
     def _load(self, path):
         os.chmod(path, 0o644)
         self.podman("load", "-i", path, check=True, fail_fast=False, timeout=120)
-
-    def _open_tun(self):
-        try:
-            mode = stat.S_IMODE(os.stat(TUN).st_mode)
-        except OSError:
-            return  # no tun device: the default-network test says so
-        if mode & 0o666 != 0o666:
-            self.tun_mode = mode
-            os.chmod(TUN, mode | 0o666)
 
     # -- running podman as the user
     def cmd(self, *args, runtime=None):
@@ -406,9 +496,9 @@ runroot = "{self.runroot}"
                 lock = f"/dev/shm/libpod_rootless_lock_{uid}"
                 if os.path.lexists(lock):
                     os.unlink(lock)
-        if self.tun_mode is not None:
-            os.chmod(TUN, self.tun_mode)
-            self.tun_mode = None
+        if self.tun_token is not None:
+            tun_release(self.tun_token)
+            self.tun_token = None
         return problems
 
     def extra_leaks(self):
@@ -422,8 +512,7 @@ runroot = "{self.runroot}"
                       if p not in self.preexisting]
             if os.path.lexists(f"/dev/shm/libpod_rootless_lock_{self.user.uid}"):
                 found.append(f"/dev/shm/libpod_rootless_lock_{self.user.uid} left")
-        if self.tun_mode is not None:
-            found.append(f"{TUN} mode not restored to {oct(self.tun_mode)}")
+        found += tun_leaks()
         return found
 
 
