@@ -71,10 +71,12 @@ def as_temp_user(args, runtime, name, rest):
     from conformance import rootless
     from conformance.conftest import CACHE_DIR, _compile_probe
     try:
-        _compile_probe()
+        probe = _compile_probe()
     except Exception as e:  # pytest.UsageError: gcc or the static libc missing
         print(f"conformance/run: {e}", file=sys.stderr)
         return 2
+    for path, bits in ((CACHE_DIR, 0o055), (probe, 0o055)):  # the user reads and runs it, whatever root's umask
+        os.chmod(path, os.stat(path).st_mode & 0o7777 | bits)
     user = rootless.TempUser()
     try:
         user.create()

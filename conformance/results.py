@@ -79,45 +79,78 @@ def _why(message):
     return first
 
 
+def _fail_reason(message):
+    """A failure's first line; for "create failed:" and the like, the runtime's own error from its stderr."""
+    import re
+    first = first_line(message)
+    if first.rstrip().endswith("failed:"):
+        m = re.search(r"stderr='(.*?)'\n", message or "", re.S)
+        said = (m.group(1) if m else "").replace("\\n", "\n").strip().splitlines()
+        if said:
+            err = said[-1]
+            err = err.split('msg="', 1)[1].rstrip('"') if 'msg="' in err else err
+            err = err.replace(chr(92) * 2 + '"', '"')  # the \\" of a repr'd stderr
+            first = f"{first} {first_line(err)}"
+    return first[:240]
+
+
+def _skips(report):
+    """{test: reason} with the run's uid taken out, to compare the skips of two runs."""
+    import re
+    return {x["name"]: re.sub(r"uid \d+", "uid N", _why(x["message"]))
+            for x in report["results"] if x["outcome"] == "skip"}
+
+
 def render_rootless(reports, heading="## Rootless mode (`conformance/run --rootless`)"):
-    """The skips' reasons are grouped by what follows the test's own subject ('rootless: <what>: <why>')."""
-    """RESULTS.md's rootless section from the rootless reports (the first one is the reference for the diff)."""
+    """RESULTS.md's rootless section from the rootless reports: the skips grouped by reason (what follows the test's
+    own subject in 'rootless: <what>: <why>'), every failure, and each runtime against its own root run
+    (reports/<runtime>.json) when there is one."""
     out = [heading, "", "Made by (as root: a temporary user with subordinate ranges runs the suite, then goes):", "",
            "```"]
     out += [command_of(r) for r in reports]
     out += ["```", "", "```"]
     out += [r["summary"] + (f"   ({r['user']})" if r.get("user") else "") for r in reports]
     out += ["```", ""]
-    for r in reports:
+    for i, r in enumerate(reports):
         skips = [x for x in r["results"] if x["outcome"] == "skip"]
-        groups = {}
-        for x in skips:
-            groups.setdefault(_why(x["message"]), []).append(x["name"])
-        out += [f"### {r['name']}: the {len(skips)} skips by reason", "", "| reason | tests |", "|---|---|"]
-        for why in sorted(groups, key=lambda w: (not w.startswith("rootless:"), -len(groups[w]), w)):
-            names = ", ".join(f"`{n}`" for n in sorted(groups[why]))
-            out.append(f"| {why.replace('|', chr(92) + '|')} ({len(groups[why])}) | {names} |")
-        out.append("")
+        same = [o["name"] for o in reports[:i] if _skips(o) == _skips(r)]
+        if same:
+            out += [f"### {r['name']}: skips", "", f"The same {len(skips)} skips, for the same reasons, as {same[0]}.",
+                    ""]
+        else:
+            groups = {}
+            for x in skips:
+                groups.setdefault(_why(x["message"]), []).append(x["name"])
+            out += [f"### {r['name']}: skips by reason ({len(skips)})", "", "| reason | tests |", "|---|---|"]
+            for why in sorted(groups, key=lambda w: (not w.startswith("rootless:"), -len(groups[w]), w)):
+                names = ", ".join(f"`{n}`" for n in sorted(groups[why]))
+                out.append(f"| {why.replace('|', chr(92) + '|')} ({len(groups[why])}) | {names} |")
+            out.append("")
         fails = sorted((x for x in r["results"] if x["outcome"] == "fail"), key=lambda x: x["name"])
-        out += [f"### {r['name']}: the {len(fails)} failures", ""]
+        out += [f"### {r['name']}: failures ({len(fails)})", ""]
         if fails:
             out += ["| requirement | level | reason |", "|---|---|---|"]
-            out += [f"| `{x['name']}` | {x['level']} | {first_line(x['message'])} |" for x in fails]
+            out += [f"| `{x['name']}` | {x['level']} | {_fail_reason(x['message']).replace('|', chr(92) + '|')} |"
+                    for x in fails]
         out.append("")
-    for o in reports[1:]:
-        a = {x["name"]: x for x in reports[0]["results"]}
-        b = {x["name"]: x for x in o["results"]}
-        diff = [n for n in sorted(set(a) | set(b)) if a.get(n, {}).get("outcome") != b.get(n, {}).get("outcome")]
-        out += [f"### Where {reports[0]['name']} differs from {o['name']}", ""]
-        if not diff:
-            out += ["Nowhere: the same outcome for every requirement.", ""]
-            continue
-        out += [f"| requirement | {reports[0]['name']} | {o['name']} | reason |", "|---|---|---|---|"]
-        for n in diff:
-            ra, rb = a.get(n, {}), b.get(n, {})
-            why = ra.get("message") if ra.get("outcome") != "pass" else rb.get("message")
-            out.append(f"| `{n}` | {ra.get('outcome', '-')} | {rb.get('outcome', '-')} | {first_line(why)} |")
-        out.append("")
+        root_name = r["name"].removesuffix("-rootless")
+        if root_name != r["name"] and os.path.exists(os.path.join(HERE, "reports", f"{root_name}.json")):
+            root = load(root_name)
+            a = {x["name"]: x for x in root["results"]}
+            b = {x["name"]: x for x in r["results"]}
+            moved = {}
+            for n in sorted(set(a) | set(b)):
+                key = (a.get(n, {}).get("outcome", "-"), b.get(n, {}).get("outcome", "-"))
+                if key[0] != key[1]:
+                    moved.setdefault(key, []).append(n)
+            out += [f"### {r['name']} against its root run ({root['summary']})", ""]
+            if not moved:
+                out += ["The same outcome for every requirement.", ""]
+                continue
+            out += ["| root -> rootless | tests |", "|---|---|"]
+            for (ra, rb), names in sorted(moved.items(), key=lambda kv: (kv[0][1] != "skip", kv[0])):
+                out.append(f"| {ra} -> {rb} ({len(names)}) | {', '.join(f'`{n}`' for n in names)} |")
+            out.append("")
     return "\n".join(out)
 
 
