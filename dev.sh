@@ -105,8 +105,22 @@ EOF
     (cd "$d" && ocirun run "demo-$$")
 }
 
+reachable_by_users() {
+    # the rootless tests run this checkout's ocirun as an unprivileged user: every directory on the way to it
+    # must be searchable by others (a checkout under /root is not); o+x only, nothing becomes listable
+    local p=$REPO
+    while [ "$p" != "/" ]; do
+        if [ -z "$(find "$p" -maxdepth 0 -perm -o+x)" ]; then
+            say "chmod o+x $p (the rootless tests run ocirun as another user)"
+            chmod o+x "$p"
+        fi
+        p=$(dirname "$p")
+    done
+}
+
 tests() {
     setup $TEST_PKGS
+    reachable_by_users
     export PATH="$VENV/bin:$PATH"
     local rc=0
     if [ $# -eq 0 ]; then
