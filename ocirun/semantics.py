@@ -123,10 +123,22 @@ def _process(p, out):
                     out.append(f"/process/execCPUAffinity/{k}: {err}")
 
 
+def _maps_zero(m):
+    c, n = (m.get("containerID"), m.get("size")) if isinstance(m, dict) else (None, None)
+    return isinstance(c, int) and isinstance(n, int) and c <= 0 < c + n
+
+
 def _user_and_time(ld, nss, out):
     if "user" in nss:
         if not nss["user"] and not ld.get("uidMappings") and not ld.get("gidMappings"):
             out.append("/linux/namespaces: a new user namespace needs linux.uidMappings and linux.gidMappings")
+        elif not nss["user"]:
+            # runc (HostRootUID/HostRootGID): the container's root must be mapped (devices, /dev/pts, the init)
+            for key, what in (("uidMappings", "uid"), ("gidMappings", "gid")):
+                maps = ld.get(key)
+                if isinstance(maps, list) and maps and not any(_maps_zero(m) for m in maps):
+                    out.append(f"/linux/{key}: user namespaces enabled, but no mapping found for {what} 0 (the "
+                               f"container's root)")
     # (mappings without a user namespace are not used: a warning, as runc reads them only with one)
     if "time" in nss:
         if nss["time"] and ld.get("timeOffsets"):

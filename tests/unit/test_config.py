@@ -272,6 +272,19 @@ def test_semantics_mappings_with_joined_user_ns_is_fine():
     C.check_semantics(doc)
 
 
+@pytest.mark.parametrize("uid0,gid0", [(False, False), (False, True), (True, False)])
+def test_semantics_new_user_ns_must_map_the_containers_root(uid0, gid0):
+    """runc (HostRootUID/HostRootGID): "user namespaces enabled, but no mapping found for uid 0"; ocirun failed
+    later with an obscure EOVERFLOW creating /dev/pts."""
+    doc = specgen.default_spec()
+    doc["linux"]["namespaces"].append({"type": "user"})
+    doc["linux"]["uidMappings"] = [{"containerID": 0 if uid0 else 1000, "hostID": 100000, "size": 10}]
+    doc["linux"]["gidMappings"] = [{"containerID": 0 if gid0 else 1000, "hostID": 100000, "size": 10}]
+    want = [f"/linux/{k}Mappings: user namespaces enabled, but no mapping found for {k} 0 (the container's root)"
+            for k, ok in (("uid", uid0), ("gid", gid0)) if not ok]
+    assert problems(doc) == want
+
+
 @pytest.mark.parametrize("cwd", ["rel", "", "./x", "x/"])
 def test_semantics_relative_cwd(cwd):
     doc = specgen.default_spec()
