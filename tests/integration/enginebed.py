@@ -367,15 +367,16 @@ def write_rootfs_tar(rootfs, path):
     return path
 
 
-def write_oci_archive(rootfs, path, ref):
+def write_oci_archive(rootfs, path, ref, image_config=None):
     """An OCI image-layout tarball (oci-layout, index.json, blobs/sha256/*) with one uncompressed layer of
-    rootfs, tagged `ref` (io.containerd.image.name) for `ctr images import`."""
+    rootfs, tagged `ref` (io.containerd.image.name) for `ctr images import`. image_config: keys merged into the
+    image config's "config" (e.g. {"Entrypoint": [...]}); default Env PATH, Cmd ["sh"], WorkingDir /."""
     layer = rootfs_tar_bytes(rootfs)
     layer_d = "sha256:" + hashlib.sha256(layer).hexdigest()
     config = json.dumps({
         "architecture": goarch(), "os": "linux",
         "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                   "Cmd": ["sh"], "WorkingDir": "/"},
+                   "Cmd": ["sh"], "WorkingDir": "/", **(image_config or {})},
         "rootfs": {"type": "layers", "diff_ids": [layer_d]},
         "history": [{"created_by": "ocirun tests: busybox rootfs"}],
     }, sort_keys=True).encode()
@@ -552,14 +553,15 @@ class EngineBed:
         return res
 
     # -- image
-    def import_image(self, kind, load):
+    def import_image(self, kind, load, image_config=None):
         """Build the busybox image file (kind "tar": a rootfs tarball; "oci": an OCI image-layout archive tagged
-        self.image), call load(path), then remove the file and the rootfs."""
+        self.image, its config's "config" updated with image_config), call load(path), then remove the file and
+        the rootfs."""
         rootfs = make_rootfs(self.p("rootfs"))
         if kind == "tar":
             path = write_rootfs_tar(rootfs, self.p("rootfs.tar"))
         elif kind == "oci":
-            path = write_oci_archive(rootfs, self.p("image.tar"), self.image)
+            path = write_oci_archive(rootfs, self.p("image.tar"), self.image, image_config)
         else:
             raise ValueError(f"image kind {kind!r}")
         load(path)
