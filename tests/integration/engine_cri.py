@@ -183,6 +183,10 @@ disabled_plugins = [
     def create_container(self, pod_id, pod_config, name, command, args=(), **config):
         cfg = {"metadata": {"name": name, "attempt": 0}, "image": {"image": IMAGE}, "command": list(command),
                "args": list(args), "log_path": f"{name}.log", **config}
+        # as the kubelet does: the container's namespace options are the pod's (else the CRI default, POD,
+        # puts the container in the pause process's PID namespace)
+        sc = cfg.setdefault("linux", {}).setdefault("security_context", {})
+        sc.setdefault("namespace_options", pod_config["linux"]["security_context"]["namespace_options"])
         cid = self.client.call("CreateContainer", pod_sandbox_id=pod_id, config=cfg,
                                sandbox_config=pod_config).container_id
         self.ids.add(cid)

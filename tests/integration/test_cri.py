@@ -227,8 +227,8 @@ def test_exec_sync(bed, pods, handler):
     res = pod.exec(cid, "/bin/sh", "-c", "echo hi-$((1+1)); echo oops >&2; exit 7")
     assert (res.stdout, res.stderr, res.exit_code) == (b"hi-2\n", b"oops\n", 7), cri.to_dict(res)
     assert pod.out(cid, "id", "-u") == "0\n"
-    # the exec joins the container: its pid, ipc and uts namespaces are its init's, and it sees the init as pid 1
-    for n in ("pid", "ipc", "uts"):
+    # the exec joins the container: its namespaces are its init's, and it sees the init as pid 1
+    for n in ("mnt", "pid", "ipc", "uts", "net"):
         assert pod.out(cid, "readlink", f"/proc/self/ns/{n}") == pod.out(cid, "readlink", f"/proc/1/ns/{n}"), n
     assert pod.out(cid, "cat", "/proc/1/cmdline") == "/bin/sleep\x002147483647\x00"
 
@@ -278,3 +278,167 @@ def test_stop_container_grace_period(bed, pods, handler):
     assert "stdout F got-term" in pod.log(stubborn)
     # StopContainer is idempotent
     pod.rpc("StopContainer", container_id=stubborn, timeout=2)
+
+
+# ------------------------------------------------------------------------------------------------ securityContext
+def _status_fields(pod, cid, *names):
+    st = pod.out(cid, "cat", "/proc/self/status")
+    got = {}
+    for line in st.splitlines():
+        k, _, v = line.partition(":")
+        if k in names:
+            got[k] = v.split()
+    return got
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_run_as_user_group_supplemental(bed, pods, handler):
+    pod = pods(handler, "user")
+    sc = {"run_as_user": {"value": 1234}, "run_as_group": {"value": 2345}, "supplemental_groups": [3456, 4567]}
+    cid = pod.container("main", ec.SLEEP_FOREVER, linux={"security_context": sc})
+    # the init and an exec both get the ids (kubelet's securityContext applies to the container's processes)
+    init = pod.out(cid, "/bin/sh", "-c", "grep -E '^(Uid|Gid|Groups):' /proc/1/status")
+    mine = pod.out(cid, "/bin/sh", "-c", "grep -E '^(Uid|Gid|Groups):' /proc/self/status")
+    for text in (init, mine):
+        f = {ln.split(":")[0]: ln.split(":")[1].split() for ln in text.splitlines()}
+        assert f["Uid"] == ["1234"] * 4 and f["Gid"] == ["2345"] * 4, text
+        assert sorted(f["Groups"]) == ["2345", "3456", "4567"], text
+    assert pod.exec(cid, "touch", "/root-owned").exit_code != 0  # not root: / is root's 0755
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_readonly_rootfs(bed, pods, handler):
+    pod = pods(handler, "rofs")
+    cid = pod.container("main", ec.SLEEP_FOREVER, linux={"security_context": {"readonly_rootfs": True}})
+    res = pod.exec(cid, "touch", "/x")
+    assert res.exit_code != 0 and b"Read-only file system" in res.stderr, cri.to_dict(res)
+    # the pod's /dev/shm and the CRI's /etc/hosts etc. are separate mounts; /dev/shm stays writable
+    assert pod.exec(cid, "touch", "/dev/shm/x").exit_code == 0
+    opts = pod.out(cid, "/bin/sh", "-c", "awk '$5 == \"/\" {print $6}' /proc/self/mountinfo")
+    assert opts.split(",")[0] == "ro", opts
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_no_new_privs_and_seccomp(bed, pods, handler):
+    pod = pods(handler, "sec")
+    plain = pod.container("plain", ec.SLEEP_FOREVER,
+                          linux={"security_context": {"seccomp": {"profile_type": cri.SECCOMP_UNCONFINED}}})
+    confined = pod.container("confined", ec.SLEEP_FOREVER, linux={"security_context": {
+        "no_new_privs": True, "seccomp": {"profile_type": cri.SECCOMP_RUNTIME_DEFAULT}}})
+    assert _status_fields(pod, plain, "NoNewPrivs", "Seccomp") == {"NoNewPrivs": ["0"], "Seccomp": ["0"]}
+    assert _status_fields(pod, confined, "NoNewPrivs", "Seccomp") == {"NoNewPrivs": ["1"], "Seccomp": ["2"]}
+
+
+CAP_NET_ADMIN, CAP_CHOWN, CAP_SYS_ADMIN = 12, 0, 21
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_capabilities_add_drop(bed, pods, handler):
+    pod = pods(handler, "caps")
+    default = pod.container("default", ec.SLEEP_FOREVER)
+    changed = pod.container("changed", ec.SLEEP_FOREVER, linux={"security_context": {"capabilities": {
+        "add_capabilities": ["NET_ADMIN"], "drop_capabilities": ["CHOWN"]}}})
+    d = int(_status_fields(pod, default, "CapEff")["CapEff"][0], 16)
+    c = int(_status_fields(pod, changed, "CapEff")["CapEff"][0], 16)
+    assert d & (1 << CAP_CHOWN) and not d & (1 << CAP_NET_ADMIN) and not d & (1 << CAP_SYS_ADMIN), hex(d)
+    assert c == (d | 1 << CAP_NET_ADMIN) & ~(1 << CAP_CHOWN), (hex(d), hex(c))
+    assert pod.exec(changed, "chown", "1:1", "/tmp").exit_code != 0
+    assert pod.exec(default, "chown", "1:1", "/tmp").exit_code == 0
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_privileged_and_masked_paths(bed, pods, handler):
+    pod = pods(handler, "priv", privileged=True)
+    # what the kubelet sends for procMount Default (its default masked and read-only paths, a few of them here)
+    kubelet = {"masked_paths": ["/proc/acpi", "/proc/kcore", "/proc/timer_list", "/sys/firmware"],
+               "readonly_paths": ["/proc/bus", "/proc/sys", "/proc/sysrq-trigger"]}
+    plain = pod.container("plain", ec.SLEEP_FOREVER, linux={"security_context": kubelet})
+    priv = pod.container("priv", ec.SLEEP_FOREVER, linux={"security_context": {"privileged": True, **kubelet}})
+    with open("/proc/self/status") as f:
+        host_bnd = [ln.split()[1] for ln in f if ln.startswith("CapBnd:")][0]
+    assert _status_fields(pod, priv, "CapEff")["CapEff"] == [host_bnd]
+    # default masked and read-only paths: /proc/timer_list masked (/dev/null over it), /proc/sys read-only;
+    # neither for the privileged one
+    assert pod.out(plain, "/bin/sh", "-c", "wc -c < /proc/timer_list").strip() == "0"
+    assert int(pod.out(priv, "/bin/sh", "-c", "wc -c < /proc/timer_list").strip()) > 0
+    assert pod.exec(plain, "/bin/sh", "-c", "echo 1 > /proc/sys/kernel/ns_last_pid").exit_code != 0
+    ro = pod.out(plain, "/bin/sh", "-c", "awk '$5 == \"/proc/sys\" {print $6}' /proc/self/mountinfo")
+    assert ro.split(",")[0] == "ro", ro
+    assert pod.out(priv, "/bin/sh", "-c", "awk '$5 == \"/proc/sys\" {print $6}' /proc/self/mountinfo") == ""
+    assert pod.out(priv, "/bin/sh", "-c", "awk '$5 == \"/sys\" {print $6}' /proc/self/mountinfo").startswith("rw")
+    # the host's devices
+    n_host = len([d for d in os.listdir("/dev") if not os.path.isdir("/dev/" + d)])
+    n_priv = int(pod.out(priv, "/bin/sh", "-c", "ls -A /dev | wc -l").strip())
+    n_plain = int(pod.out(plain, "/bin/sh", "-c", "ls -A /dev | wc -l").strip())
+    assert n_priv > n_plain and n_priv >= n_host // 2, (n_priv, n_plain, n_host)
+
+
+# ------------------------------------------------------------------------------------------------ failures
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_start_failure_reports_runtime_error(bed, pods, handler):
+    pod = pods(handler, "fail")
+    cid = pod.call(bed.create_container, pod.id, pod.config, "bad", ["/no/such/binary"])
+    pod.containers.append(cid)
+    with pytest.raises(CRIError) as ei:
+        bed.client.call("StartContainer", container_id=cid)
+    assert "/no/such/binary" in ei.value.details, ei.value.details
+    st = pod.status(cid)
+    assert st.state == cri.CONTAINER_EXITED and st.exit_code == 128 and st.reason == "StartError", cri.to_dict(st)
+    assert "/no/such/binary" in st.message, cri.to_dict(st)
+
+
+# ------------------------------------------------------------------------------------------------ hostPath volumes
+def _mounted(pod, cid, path):
+    mps = pod.out(cid, "/bin/sh", "-c", "awk '{print $5}' /proc/self/mountinfo").split()
+    return path in mps
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_hostpath_mount_propagation(bed, pods, handler):
+    import subprocess
+    import uuid
+
+    vol = bed.p("vol-" + uuid.uuid4().hex[:8])
+    os.makedirs(vol)
+    made = []
+    try:
+        # the host side as the kubelet's is: a shared mount (HostToContainer needs shared or slave, Bidirectional
+        # shared; containerd refuses otherwise)
+        for args in (["--bind", vol, vol], ["--make-shared", vol]):
+            subprocess.run(["mount", *args], check=True)
+        made.append(vol)
+        pod = pods(handler, "prop", privileged=True)
+        mounts = {"private": cri.PROPAGATION_PRIVATE, "h2c": cri.PROPAGATION_HOST_TO_CONTAINER,
+                  "bidi": cri.PROPAGATION_BIDIRECTIONAL}
+        cids = {}
+        for name, prop in mounts.items():
+            sc = {"privileged": True} if prop == cri.PROPAGATION_BIDIRECTIONAL else {}
+            cids[name] = pod.container(name, ec.SLEEP_FOREVER, linux={"security_context": sc},
+                                       mounts=[{"container_path": "/vol", "host_path": vol, "propagation": prop}])
+        # a mount made on the host after the containers started
+        os.makedirs(os.path.join(vol, "fromhost"))
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "fromhost", os.path.join(vol, "fromhost")],
+                       check=True)
+        made.insert(0, os.path.join(vol, "fromhost"))
+        seen = {name: _mounted(pod, cid, "/vol/fromhost") for name, cid in cids.items()}
+        assert seen == {"private": False, "h2c": True, "bidi": True}, seen
+        # a mount made in the Bidirectional container is seen on the host (and by the HostToContainer one)
+        pod.out(cids["bidi"], "mkdir", "-p", "/vol/fromctr")
+        pod.out(cids["bidi"], "mount", "-t", "tmpfs", "-o", "size=1m", "fromctr", "/vol/fromctr")
+        made.insert(0, os.path.join(vol, "fromctr"))
+        host = [m[1] for m in enginebed.read_mounts()]
+        assert os.path.join(vol, "fromctr") in host
+        assert _mounted(pod, cids["h2c"], "/vol/fromctr") and not _mounted(pod, cids["private"], "/vol/fromctr")
+    finally:
+        for mp in made:
+            enginebed.unmount_under(mp)
+
+
+# ------------------------------------------------------------------------------------------------ resources
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_oom_killed(bed, pods, handler):
+    pod = pods(handler, "oom")
+    cid = pod.container("hog", ["/bin/sh", "-c", "tail /dev/zero"],
+                        linux={"resources": {"memory_limit_in_bytes": 16 << 20}})
+    st = pod.wait_exited(cid, limit=60)
+    assert (st.exit_code, st.reason) == (137, "OOMKilled"), cri.to_dict(st)
