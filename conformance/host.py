@@ -54,12 +54,11 @@ def mount_seen(pid, mountpoint, timeout=3.0):
 
 def host_mount_reaches(oci, rootfs_propagation):
     """Run a container with that rootfsPropagation, mount a tmpfs on the host under its rootfs afterwards, and
-    say whether the container sees it (the propagation tests of several sections)."""
+    say whether the container sees it (the propagation tests of several sections; rootless, the callers skip
+    first: rootless.require_host_mount)."""
     import os
     import subprocess
 
-    from conformance import rootless
-    rootless.require_host_mount("propagation from the host")
     b = oci.bundle(["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait"],
                    edit=lambda c: c["linux"].update(rootfsPropagation=rootfs_propagation))
     os.makedirs(os.path.join(b.rootfs, "mnt", "fromhost"))

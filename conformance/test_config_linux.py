@@ -639,6 +639,7 @@ def test_rootfs_propagation_from_host(oci, prop, receives):
 
     [MUST] config-linux.md#configLinuxRootfsMountPropagation
     """
+    rootless.require_host_mount("propagation from the host")
     seen = host.host_mount_reaches(oci, prop)
     assert seen == receives, f"{prop}: host mount {'not ' if receives else ''}seen in the container"
 

@@ -24,6 +24,7 @@ def test_recursive_rootfs_propagation(oci, prop, receives):
 
     [ECOSYSTEM] config-linux.md#configLinuxRootfsMountPropagation
     """
+    rootless.require_host_mount("propagation from the host")
     seen = host.host_mount_reaches(oci, prop)
     assert seen == receives, f"{prop}: host mount {'not ' if receives else ''}seen in the container"
 
