@@ -100,6 +100,25 @@ MESSAGES = {
     "ContainerStatusResponse": [("status", 1, "ContainerStatus"), ("info", 2, "map<string,string>")],
     "ExecSyncRequest": [("container_id", 1, "string"), ("cmd", 2, "*string"), ("timeout", 3, "int64")],
     "ExecSyncResponse": [("stdout", 1, "bytes"), ("stderr", 2, "bytes"), ("exit_code", 3, "int32")],
+    "UInt64Value": [("value", 1, "uint64")],
+    "ContainerAttributes": [("id", 1, "string"), ("metadata", 2, "ContainerMetadata")],
+    "CpuUsage": [("timestamp", 1, "int64"), ("usage_core_nano_seconds", 2, "UInt64Value"),
+                 ("usage_nano_cores", 3, "UInt64Value")],
+    "MemoryUsage": [("timestamp", 1, "int64"), ("working_set_bytes", 2, "UInt64Value"),
+                    ("available_bytes", 3, "UInt64Value"), ("usage_bytes", 4, "UInt64Value"),
+                    ("rss_bytes", 5, "UInt64Value"), ("page_faults", 6, "UInt64Value"),
+                    ("major_page_faults", 7, "UInt64Value")],
+    "ContainerStats": [("attributes", 1, "ContainerAttributes"), ("cpu", 2, "CpuUsage"),
+                       ("memory", 3, "MemoryUsage")],
+    "ContainerStatsRequest": [("container_id", 1, "string")],
+    "ContainerStatsResponse": [("stats", 1, "ContainerStats")],
+    "UpdateContainerResourcesRequest": [("container_id", 1, "string"), ("linux", 2, "LinuxContainerResources")],
+    "UpdateContainerResourcesResponse": [],
+    "ReopenContainerLogRequest": [("container_id", 1, "string")],
+    "ReopenContainerLogResponse": [],
+    "ExecRequest": [("container_id", 1, "string"), ("cmd", 2, "*string"), ("tty", 3, "bool"), ("stdin", 4, "bool"),
+                    ("stdout", 5, "bool"), ("stderr", 6, "bool")],
+    "ExecResponse": [("url", 1, "string")],
     "ImageFilter": [("image", 1, "ImageSpec")],
     "ListImagesRequest": [("filter", 1, "ImageFilter")],
     "Image": [("id", 1, "string"), ("repo_tags", 2, "*string"), ("repo_digests", 3, "*string"),
@@ -113,7 +132,7 @@ MESSAGES = {
 METHODS = {m: ("RuntimeService", m + "Request", m + "Response") for m in (
     "Version", "RunPodSandbox", "StopPodSandbox", "RemovePodSandbox", "PodSandboxStatus", "ListPodSandbox",
     "CreateContainer", "StartContainer", "StopContainer", "RemoveContainer", "ListContainers", "ContainerStatus",
-    "ExecSync")}
+    "ExecSync", "ContainerStats", "UpdateContainerResources", "ReopenContainerLog", "Exec")}
 METHODS.update({m: ("ImageService", m + "Request", m + "Response") for m in ("ListImages", "ImageStatus")})
 
 # enum values (runtime.v1)

@@ -442,3 +442,78 @@ def test_oom_killed(bed, pods, handler):
                         linux={"resources": {"memory_limit_in_bytes": 16 << 20}})
     st = pod.wait_exited(cid, limit=60)
     assert (st.exit_code, st.reason) == (137, "OOMKilled"), cri.to_dict(st)
+
+
+def _host_pid(pod, cid):
+    import json
+
+    info = pod.rpc("ContainerStatus", container_id=cid, verbose=True).info
+    return json.loads(info["info"])["pid"]
+
+
+def _cgroup_file(pid, controller, name):
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _h, ctrls, path = line.rstrip("\n").split(":", 2)
+            if controller in ctrls.split(","):
+                for mp in (f"{enginebed.CGROUP_ROOT}/{controller}", f"{enginebed.CGROUP_ROOT}/{ctrls}"):
+                    if os.path.exists(f"{mp}{path}/{name}"):
+                        with open(f"{mp}{path}/{name}") as g:
+                            return g.read().strip()
+    raise AssertionError(f"no {controller} cgroup file {name} for pid {pid}")
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_update_container_resources_and_stats(bed, pods, handler):
+    pod = pods(handler, "upd")
+    cid = pod.container("main", ec.SLEEP_FOREVER, linux={"resources": {
+        "memory_limit_in_bytes": 256 << 20, "cpu_shares": 1024, "cpu_period": 100000, "cpu_quota": 200000}})
+    pid = _host_pid(pod, cid)
+    assert _cgroup_file(pid, "memory", "memory.limit_in_bytes") == str(256 << 20)
+    assert _cgroup_file(pid, "cpu", "cpu.cfs_quota_us") == "200000"
+    pod.rpc("UpdateContainerResources", container_id=cid, linux={
+        "memory_limit_in_bytes": 128 << 20, "cpu_shares": 512, "cpu_period": 100000, "cpu_quota": 50000})
+    got = (_cgroup_file(pid, "memory", "memory.limit_in_bytes"), _cgroup_file(pid, "cpu", "cpu.shares"),
+           _cgroup_file(pid, "cpu", "cpu.cfs_quota_us"))
+    assert got == (str(128 << 20), "512", "50000"), got
+    # stats: the container's own cgroup, read by containerd through the shim
+    pod.out(cid, "/bin/sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done")
+    stats = pod.rpc("ContainerStats", container_id=cid).stats
+    assert stats.attributes.id == cid, cri.to_dict(stats)
+    assert stats.cpu.usage_core_nano_seconds.value > 0, cri.to_dict(stats)
+    assert 0 < stats.memory.working_set_bytes.value < 128 << 20, cri.to_dict(stats)
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_exec_sync_timeout(bed, pods, handler):
+    pod = pods(handler, "exto")
+    cid = pod.container("main", ec.SLEEP_FOREVER)
+    with pytest.raises(CRIError) as ei:
+        bed.client.call("ExecSync", container_id=cid, cmd=["/bin/sleep", "1234"], timeout=1, deadline=60)
+    assert "timeout" in ei.value.details, ei.value.details
+    # the timed-out process is gone, the container still serves
+    ps = pod.out(cid, "/bin/sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
+    assert "sleep 1234" not in ps, ps
+    assert pod.out(cid, "echo", "still") == "still\n"
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_reopen_container_log(bed, pods, handler):
+    pod = pods(handler, "logs")
+    cid = pod.container("ticker", ["/bin/sh", "-c", "while :; do echo tick; sleep 0.1; done"])
+    path = pod.status(cid).log_path
+
+    def wait_for(p, what):
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            if os.path.exists(p):
+                with open(p) as f:
+                    if what in f.read():
+                        return
+            time.sleep(0.05)
+        raise AssertionError(f"{what!r} never in {p}")
+
+    wait_for(path, "stdout F tick")
+    os.rename(path, path + ".1")
+    pod.rpc("ReopenContainerLog", container_id=cid)
+    wait_for(path, "stdout F tick")
