@@ -231,3 +231,44 @@ class CRIClient:
 
     def close(self):
         self.channel.close()
+
+
+def stream(url, timeout=30):
+    """Read an Exec/Attach streaming URL (containerd's streaming server) to its end over WebSocket with the
+    v4.channel.k8s.io subprotocol, sending nothing (no stdin). Returns {channel: bytes}: 1 stdout, 2 stderr,
+    3 the final status (JSON: {"status": "Success"} or a Failure with the exit code)."""
+    import base64
+    import os
+    import socket
+    import struct
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    key = base64.b64encode(os.urandom(16)).decode()
+    path = u.path + (f"?{u.query}" if u.query else "")
+    with socket.create_connection((u.hostname, u.port), timeout=timeout) as s:
+        s.sendall((f"GET {path} HTTP/1.1\r\nHost: {u.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                   f"Sec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n").encode())
+        f = s.makefile("rb")
+        status = f.readline()
+        if b" 101 " not in status:
+            raise CRIError("stream", None, f"{url}: {status!r}")
+        while f.readline() not in (b"\r\n", b""):
+            pass
+        chans = {}
+        while True:
+            head = f.read(2)
+            if len(head) < 2:
+                break
+            op, n = head[0] & 0x0F, head[1] & 0x7F
+            if n == 126:
+                n = struct.unpack(">H", f.read(2))[0]
+            elif n == 127:
+                n = struct.unpack(">Q", f.read(8))[0]
+            data = f.read(n)
+            if op == 8:  # close
+                break
+            if op in (1, 2) and data:  # text or binary: first byte is the channel
+                chans[data[0]] = chans.get(data[0], b"") + data[1:]
+        return chans

@@ -517,3 +517,22 @@ def test_reopen_container_log(bed, pods, handler):
     os.rename(path, path + ".1")
     pod.rpc("ReopenContainerLog", container_id=cid)
     wait_for(path, "stdout F tick")
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_exec_streaming(bed, pods, handler):
+    """Exec through containerd's streaming server (WebSocket, v4.channel.k8s.io): the runtime's exec with the
+    shim's pipes, output and exit code as kubectl exec gets them."""
+    import json
+
+    pod = pods(handler, "stream")
+    cid = pod.container("main", ec.SLEEP_FOREVER)
+    url = pod.rpc("Exec", container_id=cid, cmd=["/bin/sh", "-c", "echo out; echo err >&2; tty; exit 3"],
+                  stdout=True, stderr=True).url
+    chans = cri.stream(url)
+    assert chans.get(1) == b"out\nnot a tty\n" and chans.get(2) == b"err\n", chans
+    status = json.loads(chans[3])
+    assert status["reason"] == "NonZeroExitCode" and status["details"]["causes"][0]["message"] == "3", status
+    url = pod.rpc("Exec", container_id=cid, cmd=["cat", "/proc/1/cmdline"], stdout=True).url
+    chans = cri.stream(url)
+    assert chans.get(1) == b"/bin/sleep\x002147483647\x00" and json.loads(chans[3])["status"] == "Success", chans
