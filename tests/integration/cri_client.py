@@ -35,7 +35,9 @@ MESSAGES = {
     "LinuxContainerResources": [
         ("cpu_period", 1, "int64"), ("cpu_quota", 2, "int64"), ("cpu_shares", 3, "int64"),
         ("memory_limit_in_bytes", 4, "int64"), ("oom_score_adj", 5, "int64"), ("cpuset_cpus", 6, "string"),
-        ("cpuset_mems", 7, "string"), ("memory_swap_limit_in_bytes", 10, "int64")],
+        ("cpuset_mems", 7, "string"), ("hugepage_limits", 8, "*HugepageLimit"),
+        ("memory_swap_limit_in_bytes", 10, "int64")],
+    "HugepageLimit": [("page_size", 1, "string"), ("limit", 2, "uint64")],
     "LinuxPodSandboxConfig": [("cgroup_parent", 1, "string"),
                               ("security_context", 2, "LinuxSandboxSecurityContext"),
                               ("sysctls", 3, "map<string,string>")],
@@ -119,6 +121,9 @@ MESSAGES = {
     "ExecRequest": [("container_id", 1, "string"), ("cmd", 2, "*string"), ("tty", 3, "bool"), ("stdin", 4, "bool"),
                     ("stdout", 5, "bool"), ("stderr", 6, "bool")],
     "ExecResponse": [("url", 1, "string")],
+    "AttachRequest": [("container_id", 1, "string"), ("stdin", 2, "bool"), ("tty", 3, "bool"), ("stdout", 4, "bool"),
+                      ("stderr", 5, "bool")],
+    "AttachResponse": [("url", 1, "string")],
     "ImageFilter": [("image", 1, "ImageSpec")],
     "ListImagesRequest": [("filter", 1, "ImageFilter")],
     "Image": [("id", 1, "string"), ("repo_tags", 2, "*string"), ("repo_digests", 3, "*string"),
@@ -132,7 +137,7 @@ MESSAGES = {
 METHODS = {m: ("RuntimeService", m + "Request", m + "Response") for m in (
     "Version", "RunPodSandbox", "StopPodSandbox", "RemovePodSandbox", "PodSandboxStatus", "ListPodSandbox",
     "CreateContainer", "StartContainer", "StopContainer", "RemoveContainer", "ListContainers", "ContainerStatus",
-    "ExecSync", "ContainerStats", "UpdateContainerResources", "ReopenContainerLog", "Exec")}
+    "ExecSync", "ContainerStats", "UpdateContainerResources", "ReopenContainerLog", "Exec", "Attach")}
 METHODS.update({m: ("ImageService", m + "Request", m + "Response") for m in ("ListImages", "ImageStatus")})
 
 # enum values (runtime.v1)
@@ -233,10 +238,11 @@ class CRIClient:
         self.channel.close()
 
 
-def stream(url, timeout=30):
-    """Read an Exec/Attach streaming URL (containerd's streaming server) to its end over WebSocket with the
-    v4.channel.k8s.io subprotocol, sending nothing (no stdin). Returns {channel: bytes}: 1 stdout, 2 stderr,
-    3 the final status (JSON: {"status": "Success"} or a Failure with the exit code)."""
+def stream(url, timeout=30, until=None):
+    """Read an Exec/Attach streaming URL (containerd's streaming server) to its end (or until until(chans) is
+    true) over WebSocket with the v4.channel.k8s.io subprotocol, sending nothing (no stdin). Returns
+    {channel: bytes}: 1 stdout, 2 stderr, 3 the final status (JSON: {"status": "Success"} or a Failure with the
+    exit code)."""
     import base64
     import os
     import socket
@@ -271,4 +277,6 @@ def stream(url, timeout=30):
                 break
             if op in (1, 2) and data:  # text or binary: first byte is the channel
                 chans[data[0]] = chans.get(data[0], b"") + data[1:]
+                if until is not None and until(chans):
+                    break
         return chans

@@ -536,3 +536,16 @@ def test_exec_streaming(bed, pods, handler):
     url = pod.rpc("Exec", container_id=cid, cmd=["cat", "/proc/1/cmdline"], stdout=True).url
     chans = cri.stream(url)
     assert chans.get(1) == b"/bin/sleep\x002147483647\x00" and json.loads(chans[3])["status"] == "Success", chans
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_attach_streaming(bed, pods, handler):
+    """Attach through the streaming server: the container's own stdout and stderr (the shim's fifos)."""
+    pod = pods(handler, "attach")
+    cid = pod.container("ticker", ["/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo tick-$i; echo tock-$i >&2; "
+                                                    "sleep 0.1; done"])
+    url = pod.rpc("Attach", container_id=cid, stdout=True, stderr=True).url
+    chans = cri.stream(url, until=lambda c: b"\n" in c.get(1, b"")[4:] and b"\n" in c.get(2, b"")[4:])
+    out, err = chans[1].decode().splitlines(), chans[2].decode().splitlines()
+    assert out[0].startswith("tick-") and err[0].startswith("tock-"), chans
+    assert pod.status(cid).state == cri.CONTAINER_RUNNING
