@@ -155,7 +155,7 @@ disabled_plugins = [
 """
 
     # -- pods (the tests' helpers)
-    def pod_config(self, name, pid=1, ipc=0, **linux_extra):
+    def pod_config(self, name, pid=1, ipc=0, sysctls=None, **linux_extra):
         """A PodSandboxConfig dict: host network, the pod's IPC namespace, a PID namespace per container (what the
         kubelet sends without shareProcessNamespace) unless told (NamespaceMode numbers: cri_client.POD...),
         cgroup parent under the bed's, logs in BASE/logs/NAME-UID."""
@@ -164,7 +164,7 @@ disabled_plugins = [
             "metadata": {"name": name, "uid": uid, "namespace": "ocirun-tests", "attempt": 0},
             "hostname": "",
             "log_directory": self.p("logs", f"{name}-{uid}"),
-            "linux": {"cgroup_parent": f"{self.cgroup_parent}/pod{uid}",
+            "linux": {"cgroup_parent": f"{self.cgroup_parent}/pod{uid}", "sysctls": dict(sysctls or {}),
                       "security_context": {"namespace_options": {"network": 2, "pid": pid, "ipc": ipc},
                                            **linux_extra}},
         }

@@ -549,3 +549,15 @@ def test_attach_streaming(bed, pods, handler):
     out, err = chans[1].decode().splitlines(), chans[2].decode().splitlines()
     assert out[0].startswith("tick-") and err[0].startswith("tock-"), chans
     assert pod.status(cid).state == cri.CONTAINER_RUNNING
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_pod_sysctls_in_the_pod_ipc_namespace(bed, pods, handler):
+    """Pod sysctls (LinuxPodSandboxConfig.sysctls) are set by the runtime in the pause container; an IPC one
+    is then seen by the pod's containers, which join its IPC namespace, and not on the host."""
+    pod = pods(handler, "sysctl", sysctls={"kernel.shmmni": "1234", "kernel.msgmax": "4321"})
+    cid = pod.container("main", ec.SLEEP_FOREVER)
+    got = pod.out(cid, "cat", "/proc/sys/kernel/shmmni", "/proc/sys/kernel/msgmax").split()
+    assert got == ["1234", "4321"], got
+    with open("/proc/sys/kernel/shmmni") as f:
+        assert f.read().strip() != "1234"
