@@ -373,6 +373,22 @@ def test_privileged_and_masked_paths(bed, pods, handler):
     assert n_priv > n_plain and n_priv >= n_host // 2, (n_priv, n_plain, n_host)
 
 
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_proc_mount_unmasked(bed, pods, handler):
+    """securityContext.procMount: Unmasked — the kubelet then sends empty masked and read-only path lists: nothing
+    of /proc is masked or made read-only, while the same pod's Default container (the kubelet's lists) has them."""
+    pod = pods(handler, "unmasked")
+    kubelet = {"masked_paths": ["/proc/timer_list"], "readonly_paths": ["/proc/sys"]}
+    default = pod.container("default", ec.SLEEP_FOREVER, linux={"security_context": kubelet})
+    unmasked = pod.container("unmasked", ec.SLEEP_FOREVER,
+                             linux={"security_context": {"masked_paths": [], "readonly_paths": []}})
+    mi = "awk '$5 == \"/proc/sys\" || $5 == \"/proc/timer_list\" {print $5}' /proc/self/mountinfo"
+    assert pod.out(default, "/bin/sh", "-c", mi).split() == ["/proc/sys", "/proc/timer_list"]
+    assert pod.out(unmasked, "/bin/sh", "-c", mi).split() == []
+    assert int(pod.out(unmasked, "/bin/sh", "-c", "wc -c < /proc/timer_list").strip()) > 0
+    assert pod.out(default, "/bin/sh", "-c", "wc -c < /proc/timer_list").strip() == "0"
+
+
 # ------------------------------------------------------------------------------------------------ failures
 @pytest.mark.parametrize("handler", HANDLERS)
 def test_start_failure_reports_runtime_error(bed, pods, handler):
