@@ -368,3 +368,49 @@ def test_check_sets_refuses_what_capset_refuses_and_warns_for_ambient():
     assert r.ambient == [Cap.NUMBER["CAP_KILL"]]
     assert r.warnings == ["process.capabilities.ambient: can't raise ambient capability CAP_CHOWN: it is not both "
                           "permitted and inheritable; ignored"]
+
+
+# ============================================================================ the user switch, bounding set, rlimits
+def test_switch_user_order_and_ids(monkeypatch):
+    """process.switch_user: the bounding set first (needs CAP_SETPCAP), then with KEEPCAPS the groups, the gid
+    and the uid — each the configured one (distinct uid and gid: a swap shows) — then the capability sets."""
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from fakesys import FakeSyscalls
+
+    fake = FakeSyscalls()
+    order = []
+    monkeypatch.setattr(Cap, "drop_bounding", lambda r: order.append("drop_bounding"))
+    monkeypatch.setattr(Cap, "apply_sets", lambda r, sys=None: order.append("apply_sets"))
+    monkeypatch.setattr(P, "fix_stdio_owner", lambda uid: None)
+    fake.prctl = lambda option, *a: order.append(("prctl", option, a[0] if a else 0))
+    fake.setgroups = lambda gids: order.append(("setgroups", list(gids)))
+    fake.setresgid = lambda r, e, s: order.append(("setresgid", r, e, s))
+    fake.setresuid = lambda r, e, s: order.append(("setresuid", r, e, s))
+    P.switch_user(User(uid=1000, gid=1002, additional_gids=[5, 27]), object(), fake)
+    assert order == ["drop_bounding", ("prctl", S.PR_SET_KEEPCAPS, 1), ("setgroups", [5, 27]),
+                     ("setresgid", 1002, 1002, 1002), ("setresuid", 1000, 1000, 1000),
+                     ("prctl", S.PR_SET_KEEPCAPS, 0), "apply_sets"]
+
+
+def test_drop_bounding_drops_exactly_what_is_not_kept(monkeypatch):
+    """capabilities.drop_bounding calls PR_CAPBSET_DROP for every capability up to the kernel's last that the
+    bounding set does not name, and for no other."""
+    import _prctl
+
+    dropped = []
+    monkeypatch.setattr(_prctl, "prctl", lambda op, cap: dropped.append((op, cap)))
+    Cap.drop_bounding(Cap.resolve(caps(bounding=["CAP_CHOWN", "CAP_KILL"])), kernel_last=8)
+    assert dropped == [(_prctl.PR_CAPBSET_DROP, c) for c in range(9) if c not in (0, 5)]
+
+
+def test_set_rlimits_sets_each_limit(monkeypatch):
+    """process.set_rlimits: setrlimit for each entry with its kernel number, soft and hard (2^64-1 = infinity)."""
+    import resource
+
+    got = []
+    monkeypatch.setattr(resource, "setrlimit", lambda num, lim: got.append((num, lim)))
+    P.set_rlimits([Rlimit(type="RLIMIT_NOFILE", soft=1024, hard=4096),
+                   Rlimit(type="RLIMIT_CORE", soft=0, hard=2 ** 64 - 1)])
+    assert got == [(resource.RLIMIT_NOFILE, (1024, 4096)), (resource.RLIMIT_CORE, (0, resource.RLIM_INFINITY))]
