@@ -103,15 +103,16 @@ class ContainerdEnv(enginebed.EngineBed):
         if res.returncode != 0:
             raise RuntimeError(f"ctr images import failed: {res.stderr}")
 
-    def config_toml(self):
+    def config_toml(self, cri=None):
+        """containerd's config in the bed's dirs; `cri`: the CRI plugin's section (engine_cri), else it is off."""
+        off_cri = "" if cri else '\n  "io.containerd.grpc.v1.cri",'
         return f"""\
 version = 2
 root = "{self.p('root')}"
 state = "{self.p('state')}"
 oom_score = 0
 # nothing that talks to the network, nothing this host cannot do
-disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
+disabled_plugins = [{off_cri}
   "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.devmapper",
@@ -137,7 +138,7 @@ disabled_plugins = [
     path = "{self.p('opt')}"
   [plugins."io.containerd.runtime.v1.linux"]
     runtime_root = "{self.p('v1-runtime-root')}"
-"""
+{cri or ""}"""
 
     # -- ctr
     def ctr(self, *args, timeout=None, input=None, namespace=None):

@@ -104,37 +104,7 @@ class CRIEnv(engine_containerd.ContainerdEnv):
         BinaryName = "{path}"
         Root = "{os.path.dirname(self.runtime_roots[name])}"
 """
-        return f"""\
-version = 2
-root = "{self.p('root')}"
-state = "{self.p('state')}"
-oom_score = 0
-disabled_plugins = [
-  "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing",
-]
-
-[grpc]
-  address = "{self.address}"
-
-[ttrpc]
-  address = "{self.p('containerd.sock.ttrpc')}"
-
-[debug]
-  address = "{self.p('debug.sock')}"
-
-[metrics]
-  address = ""
-
-[plugins]
-  [plugins."io.containerd.internal.v1.opt"]
-    path = "{self.p('opt')}"
-  [plugins."io.containerd.runtime.v1.linux"]
-    runtime_root = "{self.p('v1-runtime-root')}"
+        return super().config_toml(cri=f"""\
   [{cri}]
     sandbox_image = "{IMAGE}"
     disable_apparmor = true
@@ -152,7 +122,7 @@ disabled_plugins = [
     [{cri}.cni]
       bin_dir = "{self.p('cni', 'bin')}"
       conf_dir = "{self.p('cni', 'net.d')}"
-"""
+""")
 
     # -- pods (the tests' helpers)
     def pod_config(self, name, pid=1, ipc=0, sysctls=None, **linux_extra):
