@@ -53,7 +53,7 @@ class Creator:
         self.rootfs = preflight.rootfs_path(self.cfg, self.bundle)
         lin = self.cfg.linux or C.Linux()
         self.plan = namespaces.Plan(lin)
-        self.host_mnt = preflight.check_namespaces(self.cfg, lin, self.plan)
+        self.host_mnt = preflight.check_namespaces(self.cfg, lin)
         if self.host_mnt:
             self.host_mounts_before = preflight.check_host_mount_ns(lin, self.opts, self.rootfs)
         self.caps = preflight.check_process(self.cfg.process, lin)

@@ -35,7 +35,7 @@ def rootfs_path(cfg, bundle):
     return path
 
 
-def check_namespaces(cfg, lin, plan):
+def check_namespaces(cfg, lin):
     """What needs a namespace the config does not give. Returns True when the container has no mount namespace
     of its own: config-linux.md says a namespace type that is not listed MUST be inherited from the runtime, so
     its mounts are made in ours (the host's) under the rootfs and the process is chrooted there, as runc does;
