@@ -136,6 +136,12 @@ class Creator:
         self._converse()
         self._created(start)
 
+    def _systemd_pending(self, dirs):
+        """systemd driver: the unit has started; the directories ocirun is about to make itself (the hierarchies
+        systemd leaves alone) are recorded first, as the cgroupfs driver's are (cgroup_pending)."""
+        self.cgroup_pending = list(dirs)
+        self.store.write(self.c.id, self._record("creating"))
+
     def _fork_stage1(self, start):
         """Stage 1 is forked as early as it can be: from here the two processes work side by side (2 cores):
         stage 1 imports what the stages need and builds the namespaces and the rootfs, the parent makes the
@@ -174,7 +180,10 @@ class Creator:
         self.mgr = cgroups.new_manager(self.c.id, lin.cgroups_path, systemd=self.opts.systemd_cgroup,
                                        own_text=cgroups.read_own(),
                                        rootless=cgroups.parse_rootless(self.opts.rootless) if not self.rootless
-                                       else cgroups.rootless_cgroups(self.opts.rootless))
+                                       else cgroups.rootless_cgroups(self.opts.rootless),
+                                       annotations=self.cfg.annotations if self.opts.systemd_cgroup else None)
+        if self.opts.systemd_cgroup:
+            self.mgr.before_mkdir = self._systemd_pending
         self.lock = self.store.new(self.c.id)  # an existing id fails here: _cleanup then leaves its dir alone
         self.own_dir = True
         self.cgroup_pending = self.mgr.to_create()

@@ -29,14 +29,15 @@ DEFAULT_ROOT = "/sys/fs/cgroup"
 
 
 def new_manager(container_id, cgroups_path=None, systemd=False, root=DEFAULT_ROOT, mountinfo=None,
-                proc_cgroup=None, own_text=None, rootless=False):
+                proc_cgroup=None, own_text=None, rootless=False, annotations=None):
     """Build the manager for a container (nothing is created or written yet).
 
     `mountinfo` / `proc_cgroup` are paths overriding /proc/self/mountinfo and /proc/self/cgroup (for tests and for
     a runtime that is told where to look); `own_text` is /proc/self/cgroup as already read (read_own()).
     `rootless` (True, False, or None for runc's "auto", decided at the first permission error: see
-    rootless_cgroups): the rootless cgroup manager (see ROOTLESS)."""
-    check_driver(systemd)
+    rootless_cgroups): the rootless cgroup manager (see ROOTLESS).
+    `systemd`: the systemd driver (systemd.py; cgroupsPath "slice:prefix:name", `annotations` may carry unit
+    properties); nothing talks to systemd before mgr.create()."""
     from . import common
 
     root = common.clean_root(root)
@@ -45,6 +46,11 @@ def new_manager(container_id, cgroups_path=None, systemd=False, root=DEFAULT_ROO
         own = parse_proc_cgroup(own_text)
     else:
         own = common.read_proc_cgroup(proc_cgroup or "/proc/self/cgroup")
+    if systemd:
+        from . import systemd as sd
+
+        return sd.SystemdManager.build(container_id, cgroups_path, root, mounts, own,
+                                       rootless=bool(rootless), annotations=annotations)
     inner = common.inner_path(container_id, cgroups_path)
     if common.is_unified(mounts, root):
         from . import v2
@@ -96,15 +102,22 @@ def ignorable(err):
 
 
 def check_driver(systemd):
-    """Refuse a cgroup driver this build cannot use (before anything is made)."""
+    """Refuse a cgroup driver this host cannot use (before anything is made): --systemd-cgroup where systemd is
+    not running (runc: IsRunningSystemd)."""
     if systemd:
-        raise CgroupError("systemd cgroup driver not supported on this host: no systemd")
+        from . import systemd as sd
+
+        sd.check_available()
 
 
 def manager_from_dict(d):
     """Restore a manager saved with mgr.to_dict() (no /proc parsing)."""
     if not isinstance(d, dict) or d.get("version") not in (1, 2):
         raise CgroupError("container state: invalid cgroup record")
+    if "systemd" in d:
+        from . import systemd as sd
+
+        return sd.SystemdManager.from_dict(d)
     if d["version"] == 1:
         from . import v1
         return v1.V1Manager.from_dict(d)
