@@ -18,7 +18,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 BASE_PKGS="python3 python3-venv python3-dev gcc libcap-dev libseccomp2 busybox-static"
-TEST_PKGS="runc podman conmon containernetworking-plugins uidmap slirp4netns iproute2 docker.io containerd tini bsdutils procps"
+TEST_PKGS="runc podman conmon containernetworking-plugins uidmap slirp4netns iproute2 docker.io containerd tini bsdutils procps debootstrap"
 
 apt_install() {
     local missing=()

@@ -505,3 +505,20 @@ def host_snapshot(request, id_prefix):
     pytest.fail("the test left these behind on the host (cleaned up, except host mounts: those are left "
                 "alone, they could be someone else's):\n  "
                 + "\n  ".join(f"{k}: {w}" for k, w in leaks), pytrace=False)
+
+
+# ----------------------------------------------------------------------------------------------- systemd bed
+@pytest.fixture(scope="session")
+def systemd_bed(ocirun_bin):
+    """A real systemd booted as PID 1 of a container, once per session (systemdbed.SystemdBed: the cached
+    Debian bookworm rootfs under $OCIRUN_TEST_CACHE or /var/cache/ocirun-tests, built by debootstrap on first
+    use), with this checkout's ocirun (bed.ocirun) and Debian's runc (bed.runc) runnable inside: bed.run(cmd),
+    bed.systemctl(...), bed.host_path(p), bed.make_bundle(...). The outer runtime is ocirun, or
+    $OCIRUN_SYSTEMD_BED_OUTER (runc, ocirun or a path). A bed that cannot be built or booted (no debootstrap,
+    no mirror, systemd not coming up) FAILS the tests using it, with the reason; torn down at session end."""
+    import systemdbed
+
+    outer = os.environ.get("OCIRUN_SYSTEMD_BED_OUTER") or "ocirun"
+    bed = systemdbed.SystemdBed(outer=outer, ocirun_bin=ocirun_bin,
+                                log=lambda msg: print(f"systemd bed: {msg}", file=sys.__stderr__, flush=True))
+    yield from systemdbed.serve(bed)
