@@ -261,6 +261,7 @@ def remove_dirs(created, timeout=2.0):
         deadline = None
         while True:
             try:
+                _remove_children(d)
                 os.rmdir(d)
                 break
             except FileNotFoundError:
@@ -277,6 +278,22 @@ def remove_dirs(created, timeout=2.0):
                 left.append((d, e))
                 break
     return left
+
+
+def _remove_children(d):
+    """The cgroups the container made below its own (a cgroup namespace with a writable cgroupfs, systemd or a
+    runtime inside): removed with it, deepest first, as runc's RemovePath does; a busy one stays (EBUSY below)."""
+    try:
+        entries = list(os.scandir(d))
+    except OSError:
+        return
+    for e in entries:
+        try:
+            if e.is_dir(follow_symlinks=False):
+                _remove_children(e.path)
+                os.rmdir(e.path)
+        except OSError:
+            pass
 
 
 def procs_recursive(dirpath, fname="cgroup.procs"):
