@@ -706,6 +706,13 @@ class SystemdManager:
         # the cgroupfs planner validates everything first (its messages name the field)
         (R.plan_v1 if self.fs.version == 1 else R.plan_v2)(res, update=update)
         bus = self.bus()
+        cpu = res.get("cpu")
+        if update and isinstance(cpu, dict) and cpu.get("quota") and not cpu.get("period"):
+            # (CPUQuotaPerSecUSec is the quota per period: an update naming only the quota keeps the period the
+            # container has)
+            period = self._period_now()
+            if period:
+                res = dict(res, cpu=dict(cpu, period=period))
         props, res, warns = resource_props(res, self.fs.version, bus.version(), update=update)
         for w in warns:
             if w not in self.warnings:
@@ -730,6 +737,15 @@ class SystemdManager:
             self.fs.update(res, default_devices=default_devices)
         else:
             self.fs.apply(res, default_devices=default_devices)
+
+    def _period_now(self):
+        d = self.fs.path("cpu")
+        try:
+            if self.fs.version == 1:
+                return int(C.read_file(d, "cpu.cfs_period_us").strip())
+            return int(C.read_file(d, "cpu.max").split()[1])
+        except (OSError, TypeError, ValueError, IndexError):
+            return 0
 
     # --------------------------------------------------------------------------------------- delete
     def destroy(self, force=False, timeout=5.0):
