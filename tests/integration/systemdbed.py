@@ -314,20 +314,21 @@ def _read(path):
 
 
 def runtime_paths(console_script):
-    """(checkout, venv prefix, base prefix, real interpreter path) of an ocirun console script, asked of its own
-    interpreter."""
+    """(checkout, venv prefix, base prefix, real interpreter path, [its sys.path directories]) of an ocirun
+    console script, asked of its own interpreter."""
     with open(console_script, "rb") as f:
         first = f.readline().decode(errors="replace").strip()
     if not first.startswith("#!"):
         raise BedError(f"{console_script}: not a console script (no #! line); cannot find its venv")
     interp = shlex.split(first[2:])
     code = ("import json, os, sys, ocirun; print(json.dumps([os.path.dirname(os.path.dirname("
-            "os.path.abspath(ocirun.__file__))), sys.prefix, sys.base_prefix]))")
+            "os.path.abspath(ocirun.__file__))), sys.prefix, sys.base_prefix, "
+            "[p for p in sys.path if os.path.isdir(p)]]))")
     res = subprocess.run(interp + ["-c", code], capture_output=True, text=True, timeout=30)
     if res.returncode != 0:
         raise BedError(f"{console_script}: its interpreter {interp} cannot import ocirun: {res.stderr.strip()}")
-    checkout, prefix, base = json.loads(res.stdout)
-    return checkout, prefix, base, os.path.realpath(interp[0])
+    checkout, prefix, base, path = json.loads(res.stdout)
+    return checkout, prefix, base, os.path.realpath(interp[0]), path
 
 
 def _under(path, top):
@@ -464,8 +465,11 @@ class SystemdBed:
             src = self.p("vol", v.strip("/").replace("/", "-"))
             os.makedirs(src)
             self.binds[v] = src
-        checkout, prefix, base_prefix, python = runtime_paths(self.ocirun_bin)
-        for d in (checkout, prefix, base_prefix):
+        checkout, prefix, base_prefix, python, sys_path = runtime_paths(self.ocirun_bin)
+        # (and any directory its sys.path names outside those: a venv whose .pth files point at another
+        # venv's site-packages, as tools/mutants.py's scratch venvs do)
+        extra = [p for p in sys_path if not _under(p, "/usr")]
+        for d in (checkout, prefix, base_prefix, *extra):
             if d != "/usr" and not any(_under(d, x) for x in self.ro_binds):
                 self.ro_binds = [x for x in self.ro_binds if not _under(x, d)] + [d]
         if base_prefix == "/usr" and not os.path.exists(rootfs + python):
