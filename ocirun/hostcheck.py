@@ -74,11 +74,30 @@ _V1_CONTROLLERS = {"memory": "memory", "cpu": "cpu", "pids": "pids", "blockIO": 
 
 
 def _cgroups(cfg, lin, systemd, out):
+    from . import cgroups
+    from .errors import OciError
+
+    if systemd:
+        # create's refusals of the systemd driver, whatever the resources: no systemd here, a cgroupsPath not
+        # of the form slice:prefix:name, a bad slice, unit property annotations it cannot read
+        from .cgroups import systemd as sd
+
+        try:
+            cgroups.check_driver(True)
+        except OciError as e:
+            out.append(("error", "/", str(e)))
+            return
+        try:
+            sd.parse_path(lin.cgroups_path, "ocirun-check")
+            sd.annotation_props(cfg.annotations)
+        except OciError as e:
+            field, _sep, rest = str(e).partition(": ")
+            out.append(("error", "/linux/cgroupsPath", rest) if field == "linux.cgroupsPath"
+                       else ("error", "/annotations", str(e)))
+            return
     res = lin.resources if isinstance(lin.resources, dict) else {}
     if not res:
         return
-    from . import cgroups
-    from .errors import OciError
 
     try:
         mgr = cgroups.new_manager("ocirun-check", lin.cgroups_path, systemd=systemd)

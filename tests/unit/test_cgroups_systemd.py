@@ -380,3 +380,30 @@ def test_features_say_systemd():
 
     cg = features.features()["linux"]["cgroup"]
     assert cg["systemd"] is True and cg["systemdUser"] is True
+
+
+def _cfg(cgroups_path=None, annotations=None):
+    from ocirun import config, specgen
+
+    doc = specgen.default_spec()
+    if cgroups_path is not None:
+        doc["linux"]["cgroupsPath"] = cgroups_path
+    if annotations:
+        doc["annotations"] = annotations
+    return config.parse(doc)
+
+
+def test_check_reports_what_create_would_refuse(fk, tmp_path, monkeypatch):
+    from ocirun import hostcheck
+
+    assert [f for f in hostcheck.findings(_cfg("system.slice:p:n"), systemd=True) if f[0] == "error"] == []
+    errs = [f for f in hostcheck.findings(_cfg("/plain/path"), systemd=True) if f[0] == "error"]
+    assert errs and errs[0][1] == "/linux/cgroupsPath" and "slice:prefix:name" in errs[0][2]
+    errs = [f for f in hostcheck.findings(_cfg(annotations={"org.systemd.property.X": "uint64 no"}), systemd=True)
+            if f[0] == "error"]
+    assert errs and errs[0][1] == "/annotations"
+    monkeypatch.setattr(sd, "SYSTEMD_DIR", str(tmp_path / "none"))
+    errs = [f for f in hostcheck.findings(_cfg("system.slice:p:n"), systemd=True) if f[0] == "error"]
+    assert errs == [("error", "/", errs[0][2])] and "systemd is not running" in errs[0][2]
+    # (without --systemd-cgroup none of this applies)
+    assert [f for f in hostcheck.findings(_cfg(), systemd=False) if f[0] == "error"] == []
