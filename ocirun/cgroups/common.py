@@ -243,11 +243,18 @@ def make_dirs(path, created, stop=None):
         parent = os.path.dirname(path)
         if parent == path or (stop and not under(parent, stop)):
             raise
-        make_dirs(parent, created, stop)
-        try:
-            os.mkdir(path, 0o755)
-        except FileExistsError:
-            return False
+        for attempt in range(3):
+            make_dirs(parent, created, stop)
+            try:
+                os.mkdir(path, 0o755)
+                break
+            except FileExistsError:
+                return False
+            except FileNotFoundError:
+                # the parent was there and went again: another container's delete removed the parent it had
+                # made (a shared slice directory), between our two mkdirs
+                if attempt == 2:
+                    raise
     created.append(path)
     return True
 

@@ -407,3 +407,30 @@ def test_check_reports_what_create_would_refuse(fk, tmp_path, monkeypatch):
     assert errs == [("error", "/", errs[0][2])] and "systemd is not running" in errs[0][2]
     # (without --systemd-cgroup none of this applies)
     assert [f for f in hostcheck.findings(_cfg(), systemd=False) if f[0] == "error"] == []
+
+
+def test_make_dirs_survives_a_parent_removed_meanwhile(tmp_path, monkeypatch):
+    """Two containers of one slice: another container made the shared parent directory just before us (we find it
+    there), then its delete removed it again before our mkdir of the leaf."""
+    from ocirun.cgroups import common
+
+    top = tmp_path / "freezer"
+    top.mkdir()
+    parent = str(top / "machine.slice")
+    leaf = parent + "/x.scope"
+    real_mkdir = os.mkdir
+    calls = []
+
+    def mkdir(p, mode=0o777):
+        calls.append(p)
+        if p == parent and calls.count(parent) == 1:
+            real_mkdir(p, mode)                 # the other container's create...
+            raise FileExistsError(17, "File exists", p)
+        if p == leaf and calls.count(leaf) == 2:
+            os.rmdir(parent)                    # ...and its delete
+        return real_mkdir(p, mode)
+
+    monkeypatch.setattr(common.os, "mkdir", mkdir)
+    created = []
+    assert common.make_dirs(leaf, created, stop=str(top))
+    assert os.path.isdir(leaf) and created == [parent, leaf]
