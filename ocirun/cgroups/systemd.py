@@ -200,6 +200,10 @@ def resource_props(res, version, sd_version, update=False):
         shares = R._cpu_shares(cpu, C.RES + ".cpu") if isinstance(cpu, dict) else None
         if shares:
             props.append(("CPUWeight", ("t", R.shares_to_weight(shares))))
+        bio = res.get("blockIO") or {}
+        if isinstance(bio, dict) and bio.get("weight"):
+            # (runc sets none on v2; systemd's IOWeight is io.weight's 1-10000 scale, as the files get it)
+            props.append(("IOWeight", ("t", R.blkio_weight_to_io(int(bio["weight"])))))
     if isinstance(cpu, dict):
         quota, period, _burst = R._cpu_quota_period_burst(cpu, C.RES + ".cpu")
         qp, newq = cpu_quota(quota, period)
@@ -232,6 +236,10 @@ def unified_props(unified, sd_version):
         try:
             if k == "cpu.weight":
                 props.append(("CPUWeight", ("t", int(v))))
+            elif k == "io.weight":
+                parts = v.split()   # "N" or "default N" (a "MAJ:MIN N" line is one device's: files only)
+                if len(parts) == 1 or (len(parts) == 2 and parts[0] == "default"):
+                    props.append(("IOWeight", ("t", int(parts[-1]))))
             elif k == "cpu.max":
                 sv = v.split()
                 quota = 0 if sv[0] == "max" else int(sv[0])

@@ -220,7 +220,9 @@ def test_resource_properties_v2_as_runc():
     assert d["CPUWeight"] == ("t", 39)
     assert ("TasksMax", ("t", MAX)) in p and ("TasksMax", ("t", 7)) in p
     assert d["MemoryHigh"] == ("t", MAX)
-    assert not any(n.startswith("IO") for n, _v in p)  # (io.weight: only the file)
+    assert d["IOWeight"] == ("t", 50)
+    p = dict(sd.resource_props({"blockIO": {"weight": 500}, "unified": {"io.weight": "8:0 300"}}, 2, 252)[0])
+    assert p["IOWeight"] == ("t", 4950)     # blkio weight 10-1000 -> io.weight 1-10000, as the files get it
 
 
 def test_update_touches_devices_only_when_given():
