@@ -522,3 +522,16 @@ def systemd_bed(ocirun_bin):
     bed = systemdbed.SystemdBed(outer=outer, ocirun_bin=ocirun_bin,
                                 log=lambda msg: print(f"systemd bed: {msg}", file=sys.__stderr__, flush=True))
     yield from systemdbed.serve(bed)
+
+
+@pytest.fixture(scope="session")
+def systemd_bed_v2(ocirun_bin):
+    """Like systemd_bed, with the unified cgroup layout (systemdbed.SystemdBed(cgroup="unified")): systemd runs
+    in pure cgroup v2 mode, on a cgroup2 tree with no controllers (see systemdbed's module doc), so the inner
+    runtimes take their cgroup v2 paths. Fails (never skips) when it cannot be built or booted."""
+    import systemdbed
+
+    outer = os.environ.get("OCIRUN_SYSTEMD_BED_OUTER") or "ocirun"
+    bed = systemdbed.SystemdBed(outer=outer, ocirun_bin=ocirun_bin, cgroup="unified",
+                                log=lambda msg: print(f"systemd bed (v2): {msg}", file=sys.__stderr__, flush=True))
+    yield from systemdbed.serve(bed)

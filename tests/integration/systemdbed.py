@@ -27,6 +27,18 @@ One bed (SystemdBed)
     console output is BASE/console.log. Boot = create + start + `systemctl is-system-running --wait` until
     running or degraded (failed units are listed in bed.failed_units and in any failure message).
 
+The cgroup layout (SystemdBed(cgroup=...), script: --cgroup)
+    "hybrid" (default): as above. "unified": /sys/fs/cgroup is a cgroup2 mount only (the container's cgroup
+    namespace root), so systemd 252 runs in unified mode and a runtime inside takes its cgroup v2 path. On this
+    host the v1 hierarchies hold memory, cpu, pids, io...; cgroup2 offers hugetlb only. The bed's cgroup2
+    cgroup is /systemdbed-XXXX/bed (the outer runtime's cgroupsPath; in v1 as well): one level below a
+    cgroup with an empty subtree_control, so it has NO controllers at all. Why: the processes bed.run starts
+    (`<outer> exec`) are in that namespace root, which, unlike a real root cgroup, is bound by the
+    no-internal-processes rule: a controller offered there could never be enabled (EBUSY while bed.run's
+    processes are in it), and once enabled no exec could join it. With none offered there is nothing to
+    enable, anywhere below. Boot refuses an outer runtime that did not put the init in that cgroup2 cgroup
+    (systemd would manage the cgroup2 tree it is in).
+
 API
     bed.run(cmd, check=False, timeout=60, env=None, input=None) -> Result (returncode, stdout, stderr; str()
         for assertion messages). cmd: argv list, or a string run by /bin/sh -c. Through `<outer> exec` (the
@@ -121,6 +133,7 @@ CAPS = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", 
         "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
         "CHECKPOINT_RESTORE")
 SIGRTMIN_3 = signal.SIGRTMIN + 3  # systemd: halt
+CGROUP_LAYOUTS = ("hybrid", "unified")
 
 
 class BedError(RuntimeError):
@@ -379,7 +392,10 @@ class SystemdBed:
     stop_timeout = 10
 
     def __init__(self, outer="ocirun", ocirun_bin=None, cache=None, packages=PACKAGES, parent="/var/tmp",
-                 boot_timeout=BOOT_TIMEOUT, log=None):
+                 boot_timeout=BOOT_TIMEOUT, log=None, cgroup="hybrid"):
+        if cgroup not in CGROUP_LAYOUTS:
+            raise ValueError(f"cgroup={cgroup!r}: one of {', '.join(CGROUP_LAYOUTS)}")
+        self.cgroup = cgroup
         self.ocirun_bin = os.path.abspath(ocirun_bin or enginebed.default_runtime() or "")
         if outer == "ocirun":
             outer = self.ocirun_bin
@@ -392,6 +408,9 @@ class SystemdBed:
         self.boot_timeout = boot_timeout
         self.id = "systemdbed-" + uuid.uuid4().hex[:8]
         self.cgroups_path = "/" + self.id
+        # the outer runtime's cgroupsPath: unified, one level down, in a cgroup2 cgroup with no controllers (see
+        # the module doc); the teardown removes everything under cgroups_path either way
+        self.outer_cgroups_path = self.cgroups_path + ("/bed" if cgroup == "unified" else "")
         self.base = None
         self.binds = {}        # container path -> host path (read-write volumes)
         self.ro_binds = []     # paths bind-mounted read-only at the same place
@@ -511,13 +530,19 @@ class SystemdBed:
              "options": ["bind", "rw"]},
             {"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=755"]},
             {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]},
+        ]
+        cg_opts = ["nosuid", "noexec", "nodev", "relatime", "rw"]
+        if self.cgroup == "unified":
+            # only cgroup2 (the container's cgroup namespace root, the outer runtime's /systemdbed-XXXX/bed there):
+            # systemd 252 finds cgroup2 at /sys/fs/cgroup (statfs) and runs in unified mode
+            mounts.append({"destination": "/sys/fs/cgroup", "type": "cgroup2", "source": "cgroup2",
+                           "options": cg_opts})
+        else:
             # the host's v1 hierarchies (name=systemd included) in the container's cgroup namespace, then
             # cgroup2 at unified: systemd 252 sees the hybrid layout and uses it
-            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-             "options": ["nosuid", "noexec", "nodev", "relatime", "rw"]},
-            {"destination": "/sys/fs/cgroup/unified", "type": "cgroup2", "source": "cgroup2",
-             "options": ["nosuid", "noexec", "nodev", "relatime", "rw"]},
-        ]
+            mounts += [{"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": cg_opts},
+                       {"destination": "/sys/fs/cgroup/unified", "type": "cgroup2", "source": "cgroup2",
+                        "options": cg_opts}]
         for dest, src in self.binds.items():
             mounts.append({"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rw"]})
         for d in self.ro_binds:
@@ -537,7 +562,7 @@ class SystemdBed:
             "hostname": "systemdbed",
             "mounts": mounts,
             "linux": {
-                "cgroupsPath": self.cgroups_path,
+                "cgroupsPath": self.outer_cgroups_path,
                 "resources": {"devices": [{"allow": True, "access": "rwm"}]},
                 "namespaces": [{"type": t} for t in ("pid", "mount", "ipc", "uts", "cgroup", "network")],
             },
@@ -562,6 +587,13 @@ class SystemdBed:
         if res.returncode != 0:
             raise BedError(f"{os.path.basename(self.outer)} create {self.id}: exit {res.returncode}\n"
                            f"{tail(self.console_log, 3000)}")
+        if self.cgroup == "unified":
+            # systemd will own the cgroup2 tree below the container's namespace root: that must be a cgroup of
+            # the bed's own, never the host's root
+            own = self.init_cgroup2()
+            if own != self.outer_cgroups_path:
+                raise BedError(f"{os.path.basename(self.outer)} put the bed's init in the cgroup2 cgroup {own!r}, "
+                               f"not {self.outer_cgroups_path}: a unified bed would let systemd manage that")
         res = self._outer("start", self.id)
         if res.returncode != 0:
             raise BedError(f"{os.path.basename(self.outer)} start {self.id}: exit {res.returncode}: {res.stderr}\n"
@@ -573,6 +605,15 @@ class SystemdBed:
             with open(self.p("init.pid")) as f:
                 return int(f.read().strip())
         except (OSError, ValueError):
+            return None
+
+    def init_cgroup2(self):
+        """The init's cgroup in the host's cgroup2 hierarchy ("0::" of /proc/PID/cgroup), or None."""
+        pid = self.init_pid()
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                return next((line[3:].strip() for line in f if line.startswith("0::")), None)
+        except (OSError, TypeError):
             return None
 
     def init_alive(self):
@@ -689,7 +730,7 @@ class SystemdBed:
 
     def _remove_subcgroups(self):
         tops = {d for d in enginebed.cgroup_tree(self.cgroups_path)
-                if os.path.basename(d) == self.cgroups_path.strip("/")}
+                if d.endswith((self.cgroups_path, self.outer_cgroups_path))}
         for _ in range(20):
             busy = False
             for d in enginebed.cgroup_tree(self.cgroups_path):  # deepest first
@@ -825,10 +866,13 @@ def main(argv=None):
     ap.add_argument("--outer", default="ocirun", help="outer runtime: ocirun, runc or a path (default ocirun)")
     ap.add_argument("--ocirun", default=None, help="the ocirun console script (default: the venv's)")
     ap.add_argument("--keep", action="store_true", help="do not tear down (prints the bed's dir and id)")
+    ap.add_argument("--cgroup", default="hybrid", choices=CGROUP_LAYOUTS,
+                    help="systemd's cgroup layout (default hybrid)")
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
     ns = ap.parse_args(argv)
     cmd = [a for a in ns.cmd if a != "--"]
-    bed = SystemdBed(outer=ns.outer, ocirun_bin=ns.ocirun, log=lambda m: print(m, file=sys.stderr))
+    bed = SystemdBed(outer=ns.outer, ocirun_bin=ns.ocirun, log=lambda m: print(m, file=sys.stderr),
+                     cgroup=ns.cgroup)
     rc = 0
     try:
         bed.setup()
