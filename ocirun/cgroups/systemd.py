@@ -711,8 +711,9 @@ class SystemdManager:
         res = resources or {}
         if not isinstance(res, dict):
             raise CgroupError(f"{C.RES}: must be an object")
-        # the cgroupfs planner validates everything first (its messages name the field)
-        (R.plan_v1 if self.fs.version == 1 else R.plan_v2)(res, update=update)
+        # everything is checked before systemd hears of it (a refused limit must not stay in the unit): the
+        # cgroupfs planner's validation (its messages name the field) and the controllers the files need
+        self._check_controllers(res, update)
         bus = self.bus()
         cpu = res.get("cpu")
         if update and isinstance(cpu, dict) and cpu.get("quota") and not cpu.get("period"):
@@ -745,6 +746,25 @@ class SystemdManager:
             self.fs.update(res, default_devices=default_devices)
         else:
             self.fs.apply(res, default_devices=default_devices)
+
+    def _check_controllers(self, res, update):
+        from . import resources as R
+
+        if self.fs.version == 1:
+            for ctrl, fname, _v, field in R.plan_v1(res, update=update):
+                if self.fs.by_ctrl.get(ctrl) is None:
+                    raise CgroupError(f"{field}: cannot write {fname or ctrl + '.*'}: no such file (cgroup controller "
+                                      f"{ctrl} is not mounted on this host)")
+            return
+        have = None
+        for ctrl, fname, _v, field in R.plan_v2(res, update=update):
+            if not ctrl:
+                continue
+            if have is None:
+                have = set(C.try_read(self.fs.dir, "cgroup.controllers", "").split())
+            if ctrl not in have:
+                raise CgroupError(f"{field}: cannot write {fname or ctrl + '.*'}: cgroup controller {ctrl} is not "
+                                  f"available in {self.fs.dir} (missing from cgroup.controllers)")
 
     def _period_now(self):
         d = self.fs.path("cpu")
@@ -782,7 +802,7 @@ class SystemdManager:
                 self.owned = False
             except SystemdError as e:
                 errors.append(str(e))
-        leaves = {h[4] for h in self.fs.hierarchies}
+        leaves = {h[4] for h in self.fs.hierarchies} if self.fs.version == 1 else {self.fs.dir}
         parents = [x for x in self.fs.created if x not in leaves]
         self.fs.created = [x for x in self.fs.created if x in leaves]
         try:

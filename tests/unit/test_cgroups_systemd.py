@@ -50,7 +50,9 @@ class FakeSystemd:
 
     def _dirs(self, unit, props):
         sl = sd.expand_slice(props["Slice"][1])
-        return [self.fk.dir(h, f"{sl}/{unit}") for h in MANAGED]
+        if self.fk.version == 2:
+            return [self.fk.dir("", f"{sl}/{unit}")]
+        return [self.fk.dir(h, f"{sl}/{unit}") for h in MANAGED if os.path.isdir(self.fk.dir(h, "/"))]
 
     def start_transient(self, unit, props):
         self.calls.append(("start", unit, [n for n, _v in props]))
@@ -436,3 +438,37 @@ def test_make_dirs_survives_a_parent_removed_meanwhile(tmp_path, monkeypatch):
     created = []
     assert common.make_dirs(leaf, created, stop=str(top))
     assert os.path.isdir(leaf) and created == [parent, leaf]
+
+
+def test_v2_lifecycle_leaves_nothing(tmp_path, monkeypatch):
+    fk = FakeCgroupfs(tmp_path / "cg", version=2).install(monkeypatch)
+    monkeypatch.setattr(sd, "SYSTEMD_DIR", str(tmp_path))
+    m, sysd = mk(fk, "system.slice:v2:c", "c")
+    assert m.version == 2
+    m.create()
+    m.add_pid(77)
+    d = fk.dir("", "/system.slice/v2-c.scope")
+    assert m.path("") == d and os.path.isdir(d)
+    m.apply({"pids": {"limit": 9}})
+    assert sysd.units["v2-c.scope"]["props"]["TasksMax"] == ("t", 9)
+    open(os.path.join(d, "cgroup.procs"), "w").close()
+    m.destroy()             # (was: 'V2Manager' object has no attribute 'hierarchies')
+    assert ("stop", "v2-c.scope") in sysd.calls and not os.path.exists(d)
+
+
+def test_a_refused_limit_never_reaches_the_unit(tmp_path, monkeypatch):
+    """A limit whose controller is missing is refused before systemd hears of it (runc 1.1.5 sets the property,
+    then fails on the file: the unit says TasksMax=80 with nothing applied)."""
+    fk = FakeCgroupfs(tmp_path / "cg", version=1, controllers=["cpu", "memory", "devices", "freezer",
+                                                              "name=systemd"]).install(monkeypatch)
+    monkeypatch.setattr(sd, "SYSTEMD_DIR", str(tmp_path))
+    m, sysd = mk(fk)
+    m.create()
+    m.add_pid(5)
+    m.apply({"memory": {"limit": 1 << 26}})
+    n = len(sysd.calls)
+    with pytest.raises(cgroups.CgroupError) as e:
+        m.update({"pids": {"limit": 80}})
+    assert str(e.value).startswith("linux.resources.pids.limit: ") and "pids" in str(e.value)
+    assert not [c for c in sysd.calls[n:] if c[0] == "set"]
+    assert "TasksMax" not in sysd.units["test-c1.scope"]["props"]
