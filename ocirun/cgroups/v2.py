@@ -134,8 +134,10 @@ class V2Manager(C.Rootless):
                 C.write_file(d, "cgroup.subtree_control", " ".join("+" + c for c in missing))
             except OSError as e:
                 if e.errno == 16:   # EBUSY: processes in d ("no internal processes" rule)
-                    raise CgroupError(f"cannot enable controllers in {d}/cgroup.subtree_control: the cgroup has "
-                                      "processes in it (use a cgroupsPath outside the runtime's own cgroup)") from None
+                    # runc goes on without them (a container with no limits runs); a limit that needs one is
+                    # refused by apply(), which names this cgroup
+                    self.busy_parent = d
+                    return
                 for c in missing:     # enable what can be enabled; apply() reports what is missing and needed
                     try:
                         C.write_file(d, "cgroup.subtree_control", "+" + c)
@@ -173,8 +175,11 @@ class V2Manager(C.Rootless):
                 ctrls = set(C.try_read(self.dir, "cgroup.controllers", "").split())
             if ctrl not in ctrls:
                 what = fname or ctrl + ".*"
+                busy = getattr(self, "busy_parent", None)
+                why = (f": {busy} has processes in it, so no controller can be enabled below it (use a cgroupsPath "
+                       "outside the runtime's own cgroup)") if busy else " (missing from cgroup.controllers)"
                 raise CgroupError(f"{field}: cannot write {what}: cgroup controller {ctrl} is not available in "
-                                  f"{self.dir} (missing from cgroup.controllers)")
+                                  f"{self.dir}{why}")
         if model is not None:
             # apply: the first program; update: the new one replaces the old (no window without a program).
             try:
