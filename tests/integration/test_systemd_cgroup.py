@@ -60,8 +60,18 @@ class Inner:
 
     def start(self, cid, **kw):
         b = self.bundle(cid, **kw)
-        self("run", "-d", "--bundle", b, cid, check=True)
+        self.detached("run", "-d", "--bundle", b, cid)
         return b
+
+    def detached(self, *args):
+        """A command leaving a process behind (run -d, exec -d): its stdio are files, not the outer exec's
+        (with runc as the bed's outer runtime, `runc exec` returns only once every holder of its pipes is gone)."""
+        import shlex
+
+        err = f"/run/sdt-{uuid.uuid4().hex[:8]}.err"
+        argv = " ".join(shlex.quote(a) for a in [*self.bed.runtime(self.name), "--systemd-cgroup", *args])
+        self.bed.run(f"{argv} </dev/null >/dev/null 2>{err}; rc=$?; cat {err} >&2; rm -f {err}; exit $rc",
+                     check=True)
 
     def cleanup(self):
         for cid in self.ids:
@@ -140,7 +150,7 @@ def test_pause_resume_ps_kill_all_events(rt):
     rt.start(cid, path=f"system.slice:sdtest:{cid}")
     unit = f"sdtest-{cid}.scope"
     fz = f"/sys/fs/cgroup/freezer/system.slice/{unit}/freezer.state"
-    rt("exec", "-d", cid, "sleep", "999", check=True)
+    rt.detached("exec", "-d", cid, "sleep", "999")
     pids = json.loads(rt("ps", "--format", "json", cid, check=True).stdout)
     assert len(pids) == 2, pids
     rt("pause", cid, check=True)
