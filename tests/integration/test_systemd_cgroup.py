@@ -12,6 +12,7 @@ import re
 import uuid
 
 import pytest
+from systemd_inner import InnerRuntime, cleanup_fixture
 
 RUNTIMES = ("ocirun", "runc")
 V1_DIRS = ("memory", "cpu", "cpuacct", "pids", "devices", "blkio", "freezer", "cpuset", "systemd")
@@ -22,71 +23,7 @@ def rt(request, systemd_bed):
     return Inner(systemd_bed, request.param)
 
 
-class Inner:
-    """One runtime inside the systemd bed, with --systemd-cgroup; containers it made are deleted at the end."""
-
-    def __init__(self, bed, name):
-        self.bed = bed
-        self.name = name
-        self.ids = []
-
-    def __call__(self, *args, check=False, timeout=60, env=None):
-        return self.bed.run([*self.bed.runtime(self.name), "--systemd-cgroup", *args], check=check,
-                            timeout=timeout, env=env)
-
-    def runc_1_1(self):
-        if self.name != "runc":
-            return False
-        out = self.bed.run([self.bed.runtime("runc")[0], "--version"], check=True).stdout
-        return re.search(r"^runc version 1\.1\.", out, re.M) is not None
-
-    def new_id(self, tag):
-        cid = f"sd{tag}-{self.name}-{uuid.uuid4().hex[:6]}"
-        self.ids.append(cid)
-        return cid
-
-    def bundle(self, cid, args=("sleep", "1000"), path=None, resources=None, annotations=None):
-        def edit(cfg):
-            lin = cfg.setdefault("linux", {})
-            if path is not None:
-                lin["cgroupsPath"] = path
-            else:
-                lin.pop("cgroupsPath", None)
-            if resources:
-                lin["resources"] = dict(lin.get("resources") or {}, **resources)
-            if annotations:
-                cfg["annotations"] = annotations
-        return self.bed.make_bundle(self.name, args=args, edit=edit, name=cid)
-
-    def start(self, cid, **kw):
-        b = self.bundle(cid, **kw)
-        self.detached("run", "-d", "--bundle", b, cid)
-        return b
-
-    def detached(self, *args):
-        """A command leaving a process behind (run -d, exec -d): its stdio are files, not the outer exec's
-        (with runc as the bed's outer runtime, `runc exec` returns only once every holder of its pipes is gone)."""
-        import shlex
-
-        err = f"/run/sdt-{uuid.uuid4().hex[:8]}.err"
-        argv = " ".join(shlex.quote(a) for a in [*self.bed.runtime(self.name), "--systemd-cgroup", *args])
-        self.bed.run(f"{argv} </dev/null >/dev/null 2>{err}; rc=$?; cat {err} >&2; rm -f {err}; exit $rc",
-                     check=True)
-
-    def cleanup(self):
-        for cid in self.ids:
-            self("delete", "--force", cid)
-
-    def show(self, unit, *props):
-        out = self.bed.systemctl("show", unit, *[f"-p{p}" for p in props], check=True).stdout
-        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-    def cat(self, path):
-        return self.bed.run(["cat", path], check=True).stdout.strip()
-
-    def exists(self, path):
-        return self.bed.run(["test", "-e", path]).returncode == 0
-
+class Inner(InnerRuntime):
     def leftovers(self, rel):
         """Directories named `rel` (a cgroup path) in any v1 hierarchy or the unified one."""
         return [d for d in [f"/sys/fs/cgroup/{h}{rel}" for h in V1_DIRS + ("unified",)] if self.exists(d)]
@@ -95,9 +32,7 @@ class Inner:
 @pytest.fixture(autouse=True)
 def _cleanup(request):
     yield
-    inner = request.node.funcargs.get("rt")
-    if inner is not None:
-        inner.cleanup()
+    cleanup_fixture(request)
 
 
 def test_scope_unit_with_limits(rt):
@@ -150,7 +85,7 @@ def test_pause_resume_ps_kill_all_events(rt):
     rt.start(cid, path=f"system.slice:sdtest:{cid}")
     unit = f"sdtest-{cid}.scope"
     fz = f"/sys/fs/cgroup/freezer/system.slice/{unit}/freezer.state"
-    rt.detached("exec", "-d", cid, "sleep", "999")
+    rt("exec", "-d", cid, "sleep", "999", check=True)
     pids = json.loads(rt("ps", "--format", "json", cid, check=True).stdout)
     assert len(pids) == 2, pids
     rt("pause", cid, check=True)

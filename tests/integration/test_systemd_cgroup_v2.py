@@ -15,6 +15,7 @@ import json
 import uuid
 
 import pytest
+from systemd_inner import InnerRuntime, cleanup_fixture
 
 RUNTIMES = ("ocirun", "runc")
 CG = "/sys/fs/cgroup"
@@ -52,78 +53,25 @@ def rt(request, systemd_bed_v2):
     return Inner(systemd_bed_v2, request.param)
 
 
-class Inner:
-    """One runtime inside the unified bed, with --systemd-cgroup; containers it made are deleted at the end."""
+class Inner(InnerRuntime):
+    """One runtime inside the unified bed: containers have a cgroup namespace and cgroupsPath
+    system.slice:sdv2:<id> unless told otherwise; start() returns the unit."""
 
     def __init__(self, bed, name):
-        self.bed = bed
-        self.name = name
-        self.ids = []
+        super().__init__(bed, name, id_prefix="sdv2")
 
-    def __call__(self, *args, check=False, timeout=60):
-        argv = [*self.bed.runtime(self.name), "--systemd-cgroup", *args]
-        if args[0] in ("run", "exec") and "-d" in args:
-            # what is left running gets files, not the exec's stdout/stderr (with runc as the bed's outer runtime,
-            # exec returns only when they are closed: systemdbed's module doc); the runtime's output is shown
-            t = f"/tmp/sdv2-{uuid.uuid4().hex[:8]}"
-            argv = ["sh", "-c", f'"$@" </dev/null >{t}.out 2>{t}.err; rc=$?; cat {t}.out; cat {t}.err >&2; '
-                    f'rm -f {t}.out {t}.err; exit $rc', "sh", *argv]
-        return self.bed.run(argv, check=check, timeout=timeout)
-
-    def new_id(self, tag):
-        cid = f"sdv2{tag}-{self.name}-{uuid.uuid4().hex[:6]}"
-        self.ids.append(cid)
-        return cid
-
-    def bundle(self, cid, args=("sleep", "1000"), path=None, resources=None, annotations=None, devices=None,
-               cgroupns=True):
-        def edit(cfg):
-            lin = cfg.setdefault("linux", {})
-            lin["cgroupsPath"] = path if path is not None else f"system.slice:sdv2:{cid}"
-            if resources:
-                lin["resources"] = dict(lin.get("resources") or {}, **resources)
-            if devices:
-                lin["devices"] = devices
-            if annotations:
-                cfg["annotations"] = annotations
-            if not cgroupns:
-                lin["namespaces"] = [n for n in lin["namespaces"] if n["type"] != "cgroup"]
-        return self.bed.make_bundle(self.name, args=args, edit=edit, name=cid)
+    def bundle(self, cid, path=None, cgroupns=True, **kw):
+        return super().bundle(cid, path=path if path is not None else f"system.slice:sdv2:{cid}",
+                              cgroupns=cgroupns, **kw)
 
     def start(self, cid, **kw):
-        b = self.bundle(cid, **kw)
-        self("run", "-d", "--bundle", b, cid, check=True)
+        super().start(cid, **kw)
         return f"sdv2-{cid}.scope"
-
-    def cleanup(self):
-        for cid in self.ids:
-            self("delete", "--force", cid)
-
-    def show(self, unit, *props):
-        out = self.bed.systemctl("show", unit, *[f"-p{p}" for p in props], check=True).stdout
-        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-    def cat(self, path):
-        return self.bed.run(["cat", path], check=True).stdout.strip()
-
-    def exists(self, path):
-        return self.bed.run(["test", "-e", path]).returncode == 0
-
-    def pid(self, cid):
-        return json.loads(self("state", cid, check=True).stdout)["pid"]
-
-    def listed(self, cid):
-        return cid in self("list", "-q", check=True).stdout.split()
 
     def progs(self, unit):
         res = self.bed.run([self.bed.ocirun_bin.rsplit("/", 1)[0] + "/python", "-c", PROGS,
                             f"{CG}/system.slice/{unit}"], check=True)
         return json.loads(res.stdout)
-
-    def wait_status(self, cid, status):
-        rt = " ".join(self.bed.runtime(self.name))
-        self.bed.run(f"for i in $(seq 100); do {rt} state {cid} | grep -q '\"status\": \"{status}\"' && exit 0; "
-                     "sleep 0.1; done; exit 1", check=True)
 
     def assert_gone(self, cid, unit):
         """No unit, no cgroup, no state."""
@@ -135,9 +83,7 @@ class Inner:
 @pytest.fixture(autouse=True)
 def _cleanup(request):
     yield
-    inner = request.node.funcargs.get("rt")
-    if inner is not None:
-        inner.cleanup()
+    cleanup_fixture(request)
 
 
 def test_the_bed_is_unified_with_no_controllers(systemd_bed_v2):
