@@ -16,9 +16,10 @@ The rootfs (built once, cached)
 One bed (SystemdBed)
     BASE = /var/tmp/ocirun-systemdbed-XXXX (0755). Nothing is ever written into the cache: BASE/merged is an
     overlay (lower: the cached rootfs, upper/work: BASE/upper, BASE/work) and is the container's rootfs. The
-    engines' storage dirs (VOLUMES: /var/lib/containers, /var/lib/containerd) are bind mounts of BASE/vol/*, a
-    real filesystem (overlayfs cannot be an overlay's upper). The checkout, the venv and the venv's base python
-    (when not /usr) are bind-mounted read-only at the same paths, so `<venv>/bin/ocirun` runs inside.
+    engines' storage dirs (VOLUMES: /var/lib/containers, /var/lib/containerd, /var/lib/docker) are bind mounts
+    of BASE/vol/*, a real filesystem (overlayfs cannot be an overlay's upper). The checkout, the venv and the
+    venv's base python (when not /usr) are bind-mounted read-only at the same paths, so `<venv>/bin/ocirun` runs
+    inside.
     The container (config(): namespaces pid, mount, ipc, uts, cgroup, network; all capabilities; no seccomp,
     no masked or read-only paths; devices cgroup allow-all; env container=oci; /sys/fs/cgroup = tmpfs with
     the host's v1 hierarchies incl. name=systemd, plus cgroup2 at /sys/fs/cgroup/unified: systemd sees that
@@ -89,7 +90,7 @@ SUITE = "bookworm"
 # debootstrap does not resolve virtual packages: podman's containers-common needs "container-network-stack",
 # which containernetworking-plugins provides, so it is named here.
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "libseccomp2", "python3", "podman", "containerd", "runc", "conmon",
-            "containernetworking-plugins")
+            "containernetworking-plugins", "docker.io")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_CACHE = "/var/cache/ocirun-tests"
 ENTRY = "systemd-" + SUITE
@@ -117,10 +118,11 @@ MASKED_UNITS = (
 # enabled by the packages' postinst, not started at boot here (tests start what they need)
 DISABLED_WANTS = ("timers.target.wants/*", "getty.target.wants/*", "multi-user.target.wants/containerd.service",
                   "multi-user.target.wants/podman*", "multi-user.target.wants/e2scrub_reap.service",
-                  "sockets.target.wants/podman*", "default.target.wants/podman*")
+                  "sockets.target.wants/podman*", "default.target.wants/podman*",
+                  "multi-user.target.wants/docker.service", "sockets.target.wants/docker.socket")
 EDITS_VERSION = 1        # bump when edit_rootfs changes: the stamp differs, the cache is rebuilt
 
-VOLUMES = ("/var/lib/containers", "/var/lib/containerd")
+VOLUMES = ("/var/lib/containers", "/var/lib/containerd", "/var/lib/docker")
 CONTAINER_ONLY = ("/run", "/tmp", "/dev", "/proc", "/sys")
 BUNDLES = "/var/lib/systemdbed/bundles"
 INNER_ROOTS = {"runc": "/run/runc-inner", "ocirun": "/run/ocirun-inner"}
