@@ -37,12 +37,16 @@ def _cleanup(request):
 
 def test_scope_unit_with_limits(rt):
     cid = rt.new_id("lim")
-    res = {"memory": {"limit": 64 << 20}, "cpu": {"shares": 512, "quota": 12345, "period": 100000},
+    res = {"memory": {"limit": 64 << 20}, "cpu": {"shares": 512, "quota": 12345, "period": 100000, "cpus": "0",
+                                                  "mems": "0"},
            "pids": {"limit": 50}}
     rt.start(cid, path=f"system.slice:sdtest:{cid}", resources=res)
     unit = f"sdtest-{cid}.scope"
     p = rt.show(unit, "ActiveState", "Slice", "Delegate", "MemoryLimit", "CPUShares", "TasksMax",
-                "CPUQuotaPerSecUSec", "DevicePolicy", "ControlGroup", "DefaultDependencies")
+                "CPUQuotaPerSecUSec", "DevicePolicy", "ControlGroup", "DefaultDependencies", "AllowedCPUs",
+                "AllowedMemoryNodes")
+    # (systemd 252 keeps AllowedCPUs/AllowedMemoryNodes; on v1 it has no cpuset controller: the files carry them)
+    assert p["AllowedCPUs"] == "0" and p["AllowedMemoryNodes"] == "0"
     assert p["ActiveState"] == "active" and p["Slice"] == "system.slice" and p["Delegate"] == "yes"
     assert p["MemoryLimit"] == str(64 << 20) and p["CPUShares"] == "512" and p["TasksMax"] == "50"
     # 12345/100000 = 12.3% of a cpu: systemd keeps whole percents, both runtimes round up to 13%
@@ -55,6 +59,7 @@ def test_scope_unit_with_limits(rt):
     assert rt.cat(f"/sys/fs/cgroup/cpu{d}/cpu.cfs_quota_us") == ("12345" if rt.runc_1_1() else "13000")
     assert rt.cat(f"/sys/fs/cgroup/cpu{d}/cpu.shares") == "512"
     assert rt.cat(f"/sys/fs/cgroup/pids{d}/pids.max") == "50"
+    assert rt.cat(f"/sys/fs/cgroup/cpuset{d}/cpuset.cpus") == "0"
     assert "c 1:3 rwm" in rt.cat(f"/sys/fs/cgroup/devices{d}/devices.list")
     # the container's init is in the scope in every hierarchy, systemd's and those ocirun/runc joined themselves
     pid = json.loads(rt("state", cid, check=True).stdout)["pid"]
