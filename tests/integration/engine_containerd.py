@@ -105,40 +105,9 @@ class ContainerdEnv(enginebed.EngineBed):
 
     def config_toml(self, cri=None):
         """containerd's config in the bed's dirs; `cri`: the CRI plugin's section (engine_cri), else it is off."""
-        off_cri = "" if cri else '\n  "io.containerd.grpc.v1.cri",'
-        return f"""\
-version = 2
-root = "{self.p('root')}"
-state = "{self.p('state')}"
-oom_score = 0
-# nothing that talks to the network, nothing this host cannot do
-disabled_plugins = [{off_cri}
-  "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing",
-]
-
-[grpc]
-  address = "{self.address}"
-
-[ttrpc]
-  address = "{self.p('containerd.sock.ttrpc')}"
-
-[debug]
-  address = "{self.p('debug.sock')}"
-
-[metrics]
-  address = ""
-
-[plugins]
-  [plugins."io.containerd.internal.v1.opt"]
-    path = "{self.p('opt')}"
-  [plugins."io.containerd.runtime.v1.linux"]
-    runtime_root = "{self.p('v1-runtime-root')}"
-{cri or ""}"""
+        return config_toml(root=self.p("root"), state=self.p("state"), address=self.address,
+                           ttrpc=self.p("containerd.sock.ttrpc"), debug=self.p("debug.sock"), opt=self.p("opt"),
+                           v1_root=self.p("v1-runtime-root"), cri=cri)
 
     # -- ctr
     def ctr(self, *args, timeout=None, input=None, namespace=None):
@@ -212,3 +181,44 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def config_toml(root, state, address, ttrpc, debug, opt, v1_root=None, cri=None):
+    """A containerd 1.6 config.toml with its own dirs and sockets, nothing that talks to the network or that this
+    host cannot do; `cri`: the CRI plugin's section (engine_cri.cri_section), else the CRI plugin is off. Shared
+    by the host beds (ContainerdEnv, engine_cri) and the systemd bed's containerd (systemd_engines)."""
+    off_cri = "" if cri else '\n  "io.containerd.grpc.v1.cri",'
+    v1 = f"""  [plugins."io.containerd.runtime.v1.linux"]
+    runtime_root = "{v1_root}"
+""" if v1_root else ""
+    return f"""\
+version = 2
+root = "{root}"
+state = "{state}"
+oom_score = 0
+# nothing that talks to the network, nothing this host cannot do
+disabled_plugins = [{off_cri}
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing",
+]
+
+[grpc]
+  address = "{address}"
+
+[ttrpc]
+  address = "{ttrpc}"
+
+[debug]
+  address = "{debug}"
+
+[metrics]
+  address = ""
+
+[plugins]
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "{opt}"
+{v1}{cri or ""}"""

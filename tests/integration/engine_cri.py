@@ -94,35 +94,9 @@ class CRIEnv(engine_containerd.ContainerdEnv):
         return self
 
     def config_toml(self):
-        cri = 'plugins."io.containerd.grpc.v1.cri"'
-        handlers = ""
-        for name, path in self.handlers.items():
-            handlers += f"""
-    [{cri}.containerd.runtimes.{name}]
-      runtime_type = "io.containerd.runc.v2"
-      [{cri}.containerd.runtimes.{name}.options]
-        BinaryName = "{path}"
-        Root = "{os.path.dirname(self.runtime_roots[name])}"
-"""
-        return super().config_toml(cri=f"""\
-  [{cri}]
-    sandbox_image = "{IMAGE}"
-    disable_apparmor = true
-    disable_tcp_service = true
-    stream_server_address = "127.0.0.1"
-    stream_server_port = "0"
-    enable_selinux = false
-    # this host grants no CAP_SYS_RESOURCE (not in the bounding set): no runtime can lower oom_score_adj to the
-    # pause container's -998; containerd then clamps it to its own score (what it does for rootless)
-    restrict_oom_score_adj = true
-    [{cri}.containerd]
-      snapshotter = "overlayfs"
-      default_runtime_name = "runc"
-{handlers}
-    [{cri}.cni]
-      bin_dir = "{self.p('cni', 'bin')}"
-      conf_dir = "{self.p('cni', 'net.d')}"
-""")
+        handlers = {name: {"BinaryName": path, "Root": os.path.dirname(self.runtime_roots[name])}
+                    for name, path in self.handlers.items()}
+        return super().config_toml(cri=cri_section(IMAGE, handlers, self.p("cni", "bin"), self.p("cni", "net.d")))
 
     # -- pods (the tests' helpers)
     def pod_config(self, name, pid=1, ipc=0, sysctls=None, **linux_extra):
@@ -232,3 +206,40 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+CRI = 'plugins."io.containerd.grpc.v1.cri"'
+
+
+def cri_section(image, handlers, cni_bin, cni_conf):
+    """The CRI plugin's section of containerd's config (engine_containerd.config_toml(cri=...)): `handlers` maps a
+    runtime handler name to the runc shim's options ({"BinaryName": ..., "SystemdCgroup": True, ...}). Shared by
+    this bed and the systemd bed's containerd (systemd_engines)."""
+    out = ""
+    for name, options in handlers.items():
+        out += f"""
+    [{CRI}.containerd.runtimes.{name}]
+      runtime_type = "io.containerd.runc.v2"
+      [{CRI}.containerd.runtimes.{name}.options]
+"""
+        for k, v in options.items():
+            out += f"        {k} = {'true' if v is True else 'false' if v is False else chr(34) + str(v) + chr(34)}\n"
+    return f"""\
+  [{CRI}]
+    sandbox_image = "{image}"
+    disable_apparmor = true
+    disable_tcp_service = true
+    stream_server_address = "127.0.0.1"
+    stream_server_port = "0"
+    enable_selinux = false
+    # this host grants no CAP_SYS_RESOURCE (not in the bounding set): no runtime can lower oom_score_adj to the
+    # pause container's -998; containerd then clamps it to its own score (what it does for rootless)
+    restrict_oom_score_adj = true
+    [{CRI}.containerd]
+      snapshotter = "overlayfs"
+      default_runtime_name = "runc"
+{out}
+    [{CRI}.cni]
+      bin_dir = "{cni_bin}"
+      conf_dir = "{cni_conf}"
+"""

@@ -43,6 +43,8 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import enginebed  # noqa: E402
+import engine_containerd  # noqa: E402
+import engine_cri  # noqa: E402
 
 RUNTIMES = ("ocirun", "runc")
 # what systemd shows as a scope's Description: how one tells which runtime made a unit
@@ -251,7 +253,6 @@ class PodmanInBed:
 
 
 # ------------------------------------------------------------------------------------------- containerd
-CRI = 'plugins."io.containerd.grpc.v1.cri"'
 
 
 class ContainerdInBed:
@@ -270,55 +271,13 @@ class ContainerdInBed:
         self.client = None
 
     def config_toml(self):
-        handlers = ""
-        for name in RUNTIMES:
-            handlers += f"""
-      [{CRI}.containerd.runtimes.{name}]
-        runtime_type = "io.containerd.runc.v2"
-        [{CRI}.containerd.runtimes.{name}.options]
-          BinaryName = "{self.eng.wrappers[name]}"
-          SystemdCgroup = true
-"""
-        return f"""\
-version = 2
-root = "{self.dir}/root"
-state = "{self.state}"
-disabled_plugins = [
-  "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing",
-]
-[grpc]
-  address = "{self.address}"
-[ttrpc]
-  address = "{self.address}.ttrpc"
-[debug]
-  address = "{self.eng.run_dir}/containerd-debug.sock"
-[metrics]
-  address = ""
-[plugins]
-  [plugins."io.containerd.internal.v1.opt"]
-    path = "{self.dir}/opt"
-  [{CRI}]
-    sandbox_image = "{self.IMAGE}"
-    disable_apparmor = true
-    disable_tcp_service = true
-    stream_server_address = "127.0.0.1"
-    stream_server_port = "0"
-    enable_selinux = false
-    # no CAP_SYS_RESOURCE on this host (engine_cri.py): the sandbox's oom_score_adj is clamped
-    restrict_oom_score_adj = true
-    [{CRI}.containerd]
-      snapshotter = "overlayfs"
-      default_runtime_name = "runc"
-{handlers}
-    [{CRI}.cni]
-      bin_dir = "{self.dir}/cni/bin"
-      conf_dir = "{self.dir}/cni/net.d"
-"""
+        """The host beds' containerd config (engine_containerd.config_toml, engine_cri.cri_section) in the bed's
+        dirs, each handler with SystemdCgroup = true."""
+        handlers = {name: {"BinaryName": self.eng.wrappers[name], "SystemdCgroup": True} for name in RUNTIMES}
+        return engine_containerd.config_toml(
+            root=f"{self.dir}/root", state=self.state, address=self.address, ttrpc=f"{self.address}.ttrpc",
+            debug=f"{self.eng.run_dir}/containerd-debug.sock", opt=f"{self.dir}/opt",
+            cri=engine_cri.cri_section(self.IMAGE, handlers, f"{self.dir}/cni/bin", f"{self.dir}/cni/net.d"))
 
     def setup(self):
         eng = self.eng
