@@ -142,6 +142,19 @@ class Engines:
                            "[ -d \"$d\" ] && echo \"$d\"; done; true", check=True)
         return res.stdout.split()
 
+    def stop_unit(self, unit):
+        """Stop a daemon's transient unit and wait until systemd has forgotten it; [problems]."""
+        problems = []
+        r = self.bed.systemctl("stop", unit)
+        if r.returncode != 0:
+            problems.append(f"systemctl stop {unit}: {r}")
+        self.bed.systemctl("reset-failed", unit)
+        try:
+            self.wait(lambda: self.show(unit, "LoadState")["LoadState"] == "not-found", f"{unit} gone")
+        except AssertionError as e:
+            problems.append(str(e))
+        return problems
+
     def wait(self, condition, what, timeout=20):
         """Poll condition() (no fixed sleeps: bounded polling) until true; AssertionError naming `what`."""
         end = time.monotonic() + timeout
@@ -362,15 +375,7 @@ class ContainerdInBed:
                 self.ctr("images", "rm", self.IMAGE, namespace=ns)
             if self.client is not None:
                 self.client.close()
-            r = self.bed.systemctl("stop", self.unit)
-            if r.returncode != 0:
-                problems.append(f"systemctl stop {self.unit}: {r}")
-            self.bed.systemctl("reset-failed", self.unit)
-            try:
-                self.eng.wait(lambda: self.eng.show(self.unit, "LoadState")["LoadState"] == "not-found",
-                              f"{self.unit} gone")
-            except AssertionError as e:
-                problems.append(str(e))
+            problems += self.eng.stop_unit(self.unit)
             self.started = False
             # the parent of the test pods' slices (those the tests stop, as a kubelet does), and its directories
             # in the hierarchies systemd does not manage, which runc 1.1.5 makes and leaves (the test's note)

@@ -125,15 +125,7 @@ class DockerInBed:
         if self.started:
             self.force_remove()
             self("rmi", "-f", self.IMAGE)
-            r = self.bed.systemctl("stop", self.unit)
-            if r.returncode != 0:
-                problems.append(f"systemctl stop {self.unit}: {r}")
-            self.bed.systemctl("reset-failed", self.unit)
-            try:
-                self.eng.wait(lambda: self.eng.show(self.unit, "LoadState")["LoadState"] == "not-found",
-                              f"{self.unit} gone")
-            except AssertionError as e:
-                problems.append(str(e))
+            problems += self.eng.stop_unit(self.unit)
             self.started = False
         problems += self.leftovers()
         problems += self.eng.leftovers(unit_globs=[self.unit], cgroup_names=[rf"^{re.escape(self.unit)}$"],
