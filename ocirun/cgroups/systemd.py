@@ -751,20 +751,9 @@ class SystemdManager:
         from . import resources as R
 
         if self.fs.version == 1:
-            for ctrl, fname, _v, field in R.plan_v1(res, update=update):
-                if self.fs.by_ctrl.get(ctrl) is None:
-                    raise CgroupError(f"{field}: cannot write {fname or ctrl + '.*'}: no such file (cgroup controller "
-                                      f"{ctrl} is not mounted on this host)")
-            return
-        have = None
-        for ctrl, fname, _v, field in R.plan_v2(res, update=update):
-            if not ctrl:
-                continue
-            if have is None:
-                have = set(C.try_read(self.fs.dir, "cgroup.controllers", "").split())
-            if ctrl not in have:
-                raise CgroupError(f"{field}: cannot write {fname or ctrl + '.*'}: cgroup controller {ctrl} is not "
-                                  f"available in {self.fs.dir} (missing from cgroup.controllers)")
+            self.fs.resolve(R.plan_v1(res, update=update))
+        else:
+            self.fs.check_controllers(R.plan_v2(res, update=update))
 
     def _period_now(self):
         d = self.fs.path("cpu")

@@ -234,19 +234,7 @@ class V1Manager(C.Rootless):
                     current = devices.from_list(txt) if txt is not None else None
                 dev_writes = devices.transition(model, current)
         # resolve directories before writing anything
-        todo = []
-        for ctrl, fname, value, field in ops:
-            d = self.by_ctrl.get(ctrl)
-            # (hugepageLimits on a hybrid host whose hugetlb is only on cgroup2: refused, as runc does; the
-            # limit can still be set there with linux.resources.unified "hugetlb.<size>.max")
-            if d is None and self.skipped_for(ctrl):
-                raise self.unjoined(field, ctrl)
-            if d is None:
-                what = fname or ctrl + ".*"
-                raise CgroupError(f"{field}: cannot write {what}: no such file (cgroup controller {ctrl} "
-                                  "is not mounted on this host)")
-            todo.append((d, fname, value, field))
-        todo += self._unified_writes(res.get("unified"))
+        todo = self.resolve(ops) + self._unified_writes(res.get("unified"))
         cpuset = [t for t in todo if t[1] and t[1].startswith("cpuset.")]
         rest = [t for t in todo if not (t[1] and t[1].startswith("cpuset."))]
         for t in cpuset:
@@ -262,6 +250,23 @@ class V1Manager(C.Rootless):
                 raise
         for t in rest:
             self._do(*t)
+
+    def resolve(self, ops):
+        """[(dir, file, value, field)] for planned writes (resources.plan_v1); a limit whose controller this
+        container has no cgroup in is refused, before anything is written."""
+        todo = []
+        for ctrl, fname, value, field in ops:
+            d = self.by_ctrl.get(ctrl)
+            # (hugepageLimits on a hybrid host whose hugetlb is only on cgroup2: refused, as runc does; the
+            # limit can still be set there with linux.resources.unified "hugetlb.<size>.max")
+            if d is None and self.skipped_for(ctrl):
+                raise self.unjoined(field, ctrl)
+            if d is None:
+                what = fname or ctrl + ".*"
+                raise CgroupError(f"{field}: cannot write {what}: no such file (cgroup controller {ctrl} "
+                                  "is not mounted on this host)")
+            todo.append((d, fname, value, field))
+        return todo
 
     def _do(self, d, fname, value, field):
         if fname is None:

@@ -25,6 +25,7 @@ def _device_layer():
 class V2Manager(C.Rootless):
     version = 2
     own = None  # the caller's own cgroup (discover): what a container left out of its cgroup (rootless) is in
+    busy_parent = None  # an ancestor whose processes kept controllers from being enabled (create)
 
     def __init__(self, container_id, inner, root, path, created=None, device_rules=None):
         self.id = container_id
@@ -167,19 +168,7 @@ class V2Manager(C.Rootless):
             for ctrl, fname, _v, field in ops:
                 raise self.unjoined(field, ctrl or (fname or "").partition(".")[0])
             return
-        ctrls = None
-        for ctrl, fname, _v, field in ops:
-            if not ctrl:
-                continue
-            if ctrls is None:
-                ctrls = set(C.try_read(self.dir, "cgroup.controllers", "").split())
-            if ctrl not in ctrls:
-                what = fname or ctrl + ".*"
-                busy = getattr(self, "busy_parent", None)
-                why = (f": {busy} has processes in it, so no controller can be enabled below it (use a cgroupsPath "
-                       "outside the runtime's own cgroup)") if busy else " (missing from cgroup.controllers)"
-                raise CgroupError(f"{field}: cannot write {what}: cgroup controller {ctrl} is not available in "
-                                  f"{self.dir}{why}")
+        self.check_controllers(ops)
         if model is not None:
             # apply: the first program; update: the new one replaces the old (no window without a program).
             try:
@@ -195,6 +184,23 @@ class V2Manager(C.Rootless):
                 value(self.dir, self)
             else:
                 C.write_or_raise(self.dir, fname, value, field)
+
+    def check_controllers(self, ops):
+        """Refuse planned writes (resources.plan_v2) whose controller the cgroup does not have, before anything
+        is written."""
+        ctrls = None
+        for ctrl, fname, _v, field in ops:
+            if not ctrl:
+                continue
+            if ctrls is None:
+                ctrls = set(C.try_read(self.dir, "cgroup.controllers", "").split())
+            if ctrl not in ctrls:
+                what = fname or ctrl + ".*"
+                busy = self.busy_parent
+                why = (f": {busy} has processes in it, so no controller can be enabled below it (use a cgroupsPath "
+                       "outside the runtime's own cgroup)") if busy else " (missing from cgroup.controllers)"
+                raise CgroupError(f"{field}: cannot write {what}: cgroup controller {ctrl} is not available in "
+                                  f"{self.dir}{why}")
 
     # ------------------------------------------------------------------------------------------ processes
 
