@@ -573,19 +573,19 @@ class SystemdManager:
         self.before_mkdir = None    # create: called with the directories about to be made (for the record)
         self.warnings = []
         self._bus = bus
+        self._started = False       # add_pid started the unit (the next add_pid is an exec's)
 
     @classmethod
     def build(cls, container_id, cgroups_path, root, mounts, own, rootless=False, annotations=None):
-        from . import common
-
-        if rootless and not common.is_unified(mounts, root):
+        unified = C.is_unified(mounts, root)
+        if rootless and not unified:
             raise SystemdError("--systemd-cgroup: a rootless container cannot use systemd on cgroup v1 (as runc): "
                                "leave out --systemd-cgroup")
         slice_, unit = parse_path(cgroups_path, container_id, rootless)
         props = annotation_props(annotations)
         inner = C.join(expand_slice(slice_), unit)
         bus = None
-        if common.is_unified(mounts, root):
+        if unified:
             from . import v2
 
             if rootless:
@@ -667,7 +667,7 @@ class SystemdManager:
         self.owned = True
 
     def add_pid(self, pid, exec_=False):
-        if exec_ or not self.owned or getattr(self, "_started", False):
+        if exec_ or not self.owned or self._started:
             return self.fs.add_pid(pid, exec_=exec_)
         self._started = True
         props = [("Description", ("s", f"ocirun container {self.fs.id}"))]
