@@ -516,17 +516,14 @@ class SystemdBed:
         bounding = _bounding_set()
         caps = ["CAP_" + c for i, c in enumerate(CAPS) if bounding >> i & 1]
         ro = ["rbind", "ro", "nosuid", "nodev"]
+        from ocirun import specgen
+
+        std = {m["destination"]: m for m in specgen.default_spec()["mounts"]}
         mounts = [
             {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
             {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-             "options": ["nosuid", "noexec", "nodev"]},
+            # /dev and its usual mounts as `ocirun spec` (runc spec) has them
+            *(std[d] for d in ("/dev", "/dev/pts", "/dev/shm", "/dev/mqueue")),
             # systemd writes its status lines (and journald, ForwardToConsole) to /dev/console: a pty of ours
             {"destination": "/dev/console", "type": "bind", "source": self.console.slave_path,
              "options": ["bind", "rw"]},
