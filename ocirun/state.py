@@ -104,6 +104,9 @@ def make_xdg_root(root):
     check_owner(os.stat(root), root, "--root")
 
 
+_ROOT_HINT = " (rootless: set XDG_RUNTIME_DIR to a directory of your own, or pass --root)"
+
+
 def check_owner(st, path, what):
     """A state root or a container's state directory must belong to the caller (its euid): a record someone else
     could write would make this ocirun signal processes, remove cgroups or unmount what that record names.
@@ -112,7 +115,7 @@ def check_owner(st, path, what):
     if st.st_uid != euid:
         hint = ""
         if path == DEFAULT_ROOT and what == "--root":
-            hint = " (rootless: set XDG_RUNTIME_DIR to a directory of your own, or pass --root)"
+            hint = _ROOT_HINT
         raise OciError(f"{what} {path}: owned by uid {st.st_uid}, not by the caller (uid {euid}): refusing "
                        f"to use another user's state{hint}")
 
@@ -120,7 +123,7 @@ def check_owner(st, path, what):
 def _denied_hint(root, err):
     """The one step that makes a rootless caller's default state root usable."""
     if err.errno == 13 and os.geteuid() != 0 and root == DEFAULT_ROOT:
-        return " (rootless: set XDG_RUNTIME_DIR to a directory of your own, or pass --root)"
+        return _ROOT_HINT
     return ""
 
 
