@@ -128,12 +128,6 @@ BUNDLES = "/var/lib/systemdbed/bundles"
 INNER_ROOTS = {"runc": "/run/runc-inner", "ocirun": "/run/ocirun-inner"}
 INNER_RUNC = "/usr/sbin/runc"
 
-CAPS = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
-        "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
-        "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
-        "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
-        "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
-        "CHECKPOINT_RESTORE")
 SIGRTMIN_3 = signal.SIGRTMIN + 3  # systemd: halt
 CGROUP_LAYOUTS = ("hybrid", "unified")
 
@@ -148,10 +142,6 @@ def cache_dir():
 
 def mirror():
     return os.environ.get("OCIRUN_DEBIAN_MIRROR") or DEFAULT_MIRROR
-
-
-def tail(path, n=4000):
-    return enginebed.tail(path, n)
 
 
 # ------------------------------------------------------------------------------------------- the rootfs cache
@@ -291,9 +281,10 @@ class RootfsCache:
                 inner = os.path.join(rootfs, "debootstrap", "debootstrap.log")
                 kept = self.entry + ".failed-build.log"  # the build dir goes; its logs stay for a look
                 with open(kept, "w") as f:
-                    f.write(f"$ {' '.join(argv)}\nexit {rc}\n{tail(log, 10**6)}\n--- {inner}:\n{tail(inner, 10**6)}")
-                raise BedError(f"{' '.join(argv)}: exit {rc}\n{tail(log, 3000)}\n--- {inner} (tail):\n"
-                               f"{tail(inner, 3000)}\n(both logs in full: {kept})")
+                    f.write(f"$ {' '.join(argv)}\nexit {rc}\n{enginebed.tail(log, 10**6)}\n--- {inner}:\n"
+                            f"{enginebed.tail(inner, 10**6)}")
+                raise BedError(f"{' '.join(argv)}: exit {rc}\n{enginebed.tail(log, 3000)}\n--- {inner} (tail):\n"
+                               f"{enginebed.tail(inner, 3000)}\n(both logs in full: {kept})")
             edit_rootfs(rootfs)
             with open(os.path.join(tmp, "stamp.json"), "w") as f:
                 json.dump(dict(want, mirror=mirror(), seconds=round(time.monotonic() - t0, 1)), f, indent=1)
@@ -513,8 +504,9 @@ class SystemdBed:
 
     def config(self):
         # every capability this process can pass on (runc refuses a config naming one outside its bounding set)
-        bounding = _bounding_set()
-        caps = ["CAP_" + c for i, c in enumerate(CAPS) if bounding >> i & 1]
+        from ocirun import capabilities
+
+        caps = capabilities.mask_to_names(capabilities.current()["CapBnd"])
         ro = ["rbind", "ro", "nosuid", "nodev"]
         from ocirun import specgen
 
@@ -585,7 +577,7 @@ class SystemdBed:
                                  stdin=subprocess.DEVNULL, stdout=console, stderr=console, timeout=60)
         if res.returncode != 0:
             raise BedError(f"{os.path.basename(self.outer)} create {self.id}: exit {res.returncode}\n"
-                           f"{tail(self.console_log, 3000)}")
+                           f"{enginebed.tail(self.console_log, 3000)}")
         if self.cgroup == "unified":
             # systemd will own the cgroup2 tree below the container's namespace root: that must be a cgroup of
             # the bed's own, never the host's root
@@ -596,7 +588,7 @@ class SystemdBed:
         res = self._outer("start", self.id)
         if res.returncode != 0:
             raise BedError(f"{os.path.basename(self.outer)} start {self.id}: exit {res.returncode}: {res.stderr}\n"
-                           f"console:\n{tail(self.console_log, 3000)}")
+                           f"console:\n{enginebed.tail(self.console_log, 3000)}")
         self.wait_booted(self.boot_timeout)
 
     def init_pid(self):
@@ -660,7 +652,7 @@ class SystemdBed:
                     out.append(f"$ {' '.join(argv)}\n{res.stdout}{res.stderr}")
                 except AssertionError as e:
                     out.append(str(e))
-        out.append(f"--- console ({self.console_log}), tail:\n{tail(self.console_log, 4000)}")
+        out.append(f"--- console ({self.console_log}), tail:\n{enginebed.tail(self.console_log, 4000)}")
         return "\n".join(out)
 
     # -- using it
@@ -824,14 +816,6 @@ def _alive(pid):
     except OSError:
         return False
     return st[st.rindex(b")") + 2:].split()[0] not in (b"Z", b"X")
-
-
-def _bounding_set():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("CapBnd:"):
-                return int(line.split()[1], 16)
-    return (1 << len(CAPS)) - 1
 
 
 # ------------------------------------------------------------------------------------------- glue
