@@ -30,8 +30,6 @@ _ACTIVE = False
 # runc's libcontainer/specconv ToRootless: the /sys mount of a rootless config
 SYS_RBIND = {"destination": "/sys", "type": "none", "source": "/sys",
              "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
-CAP_BITS = {"CAP_DAC_OVERRIDE": 1, "CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21, "CAP_SYS_NICE": 23,
-            "CAP_SYS_RESOURCE": 24, "CAP_MKNOD": 27}
 
 
 def activate(on=True):
@@ -145,16 +143,11 @@ def finish_config(cfg):
 
 
 # ------------------------------------------------------------------------------------------------ skips
-def _status_caps(field="CapEff"):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split(":", 1)[1], 16)
-    return 0
-
-
 def has_cap(name):
-    return bool(_status_caps() >> CAP_BITS[name] & 1)
+    """Whether this process has `name` in its effective set (host.py reads /proc/self/status)."""
+    from conformance import host
+
+    return name in host.caps_from_hex(host._status_field("CapEff") or "0")
 
 
 def require_cap(name, what):
