@@ -53,7 +53,25 @@ def missing_requirements(runtime):
     return enginebed.missing_requirements(runtime, ("podman", "conmon"))
 
 
-class PodmanEnv(enginebed.EngineBed):
+class PodmanClient:
+    """What the root and the rootless podman beds ask podman the same way (they differ in how `self.podman` runs
+    it); `self.ids` collects every container id seen."""
+
+    def inspect(self, cid, **podman_kw):
+        res = self.podman("inspect", "--type", "container", cid, **podman_kw)
+        if res.returncode != 0:
+            return None
+        data = json.loads(res.stdout)
+        return data[0] if data else None
+
+    def container_ids(self):
+        res = self.podman("ps", "-a", "-q", "--no-trunc")
+        ids = set(res.stdout.split()) if res.returncode == 0 else set()
+        self.ids |= ids
+        return ids
+
+
+class PodmanEnv(PodmanClient, enginebed.EngineBed):
     def __init__(self, runtime, base=None, storage_driver=None, timeout=enginebed.DEFAULT_TIMEOUT,
                  runtime_json=None):
         super().__init__("podman", runtime, base=base, timeout=timeout, wrap=False)
@@ -139,19 +157,6 @@ runroot = "{self.p('runroot')}"
     def run(self, *args, **kw):
         """`podman run` with the flags this host needs; args are run options + IMAGE + command."""
         return self.podman("run", *self.run_flags(), *args, **kw)
-
-    def inspect(self, cid):
-        res = self.podman("inspect", "--type", "container", cid)
-        if res.returncode != 0:
-            return None
-        data = json.loads(res.stdout)
-        return data[0] if data else None
-
-    def container_ids(self):
-        res = self.podman("ps", "-a", "-q", "--no-trunc")
-        ids = set(res.stdout.split()) if res.returncode == 0 else set()
-        self.ids |= ids
-        return ids
 
     def _ids_from_events(self):
         try:

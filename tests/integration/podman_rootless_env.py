@@ -48,9 +48,11 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _rootless_user as ru  # noqa: E402
 import enginebed  # noqa: E402
+import podman_env  # noqa: E402
 from enginebed import default_runtime  # noqa: E402
 
-IMAGE = "localhost/ocirun-busybox:test"
+IMAGE = podman_env.IMAGE
+_write = podman_env._write
 TUN = "/dev/net/tun"
 TUN_STATE = "/run/ocirun-tests-tun"  # while beds use the node: "mode" (its mode before) and one file per bed
 USER_PREFIX = "ocprl"          # + 6 hex digits: the test user's name
@@ -310,7 +312,7 @@ def tun_leaks():
 
 
 # ------------------------------------------------------------------------------------------- the bed
-class PodmanRootlessEnv(enginebed.EngineBed):
+class PodmanRootlessEnv(podman_env.PodmanClient, enginebed.EngineBed):
     """Rootless podman as a throwaway user; runtimes {name: path} (default: ocirun and runc)."""
 
     def __init__(self, runtimes=None, storage_driver=None, timeout=enginebed.DEFAULT_TIMEOUT, wrap=None):
@@ -391,21 +393,6 @@ runroot = "{self.runroot}"
     def run(self, runtime, *args, **kw):
         """`podman --runtime RUNTIME run --pull=never ARGS` as the user."""
         return self.podman("run", "--pull=never", *args, runtime=runtime, **kw)
-
-    def inspect(self, cid, runtime=None):
-        import json
-
-        res = self.podman("inspect", "--type", "container", cid, runtime=runtime)
-        if res.returncode != 0:
-            return None
-        data = json.loads(res.stdout)
-        return data[0] if data else None
-
-    def container_ids(self):
-        res = self.podman("ps", "-a", "-q", "--no-trunc")
-        ids = set(res.stdout.split()) if res.returncode == 0 else set()
-        self.ids |= ids
-        return ids
 
     def state_dirs(self):
         """Runtime state dirs in the user's XDG_RUNTIME_DIR/<runtime>/ (one per live container)."""
@@ -518,11 +505,6 @@ runroot = "{self.runroot}"
 
 def _toml_list(items):
     return "[" + ", ".join(f'"{i}"' for i in items) + "]"
-
-
-def _write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
 
 
 def main(argv=None):
