@@ -382,6 +382,8 @@ class Console:
 class SystemdBed:
     """One booted systemd container (see the module doc)."""
 
+    name = "systemd"   # (enginebed.serve's messages: "the systemd bed could not start: ...")
+
     stop_timeout = 10
 
     def __init__(self, outer="ocirun", ocirun_bin=None, cache=None, packages=PACKAGES, parent="/var/tmp",
@@ -789,8 +791,9 @@ class SystemdBed:
         self.cache.release()
         return problems
 
-    def leaks(self):
-        """What of the bed is still on the host (call after teardown)."""
+    def leaks(self, snapshot=None):
+        """What of the bed is still on the host (call after teardown; `snapshot`, enginebed.serve's, is not needed:
+        the bed knows what it made)."""
         found = []
         if self.base and os.path.exists(self.base):
             found.append(f"dir {self.base}")
@@ -819,27 +822,9 @@ def _alive(pid):
 
 
 # ------------------------------------------------------------------------------------------- glue
-def serve(bed):
-    """The body of the session fixture: set up (a failure FAILS the tests using it, with the reason), hand
-    over, tear down (fails if anything is left)."""
-    import pytest
-
-    error = None
-    try:
-        bed.setup()
-    except Exception as e:
-        error = e
-    except BaseException:
-        bed.teardown()
-        raise
-    if error is not None:
-        problems = bed.teardown()
-        pytest.fail(f"the systemd bed could not start: {error}" + (f"\nteardown: {problems}" if problems else ""),
-                    pytrace=False)
-    yield bed
-    problems = bed.teardown()
-    leaks = bed.leaks()
-    assert not problems and not leaks, "systemd bed teardown was not clean:\n  " + "\n  ".join(problems + leaks)
+# the body of the session fixtures (conftest: `yield from serve(bed)`): enginebed's, as for the engine beds (a bed
+# that cannot be built or booted FAILS the tests using it, with the reason; teardown fails them if anything is left)
+serve = enginebed.serve
 
 
 def main(argv=None):
